@@ -1,0 +1,61 @@
+"""The ``mmssl`` command. Each subcommand is a module in ``mmssl.commands`` with
+``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import mmssl
+import mmssl.commands
+from mmssl.data.examples import BadExampleError
+from mmssl.data.sources import DataError
+from mmssl.recipe import RecipeError
+from mmssl.registry import RegistryError
+from mmssl.train.checkpoint import CheckpointError
+from mmssl.train.loop import TrainingDivergedError
+
+#: errors that are the user's to fix: printed as one clear line, no traceback.
+USER_ERRORS = (
+    RecipeError,
+    DataError,
+    RegistryError,
+    BadExampleError,
+    CheckpointError,
+    TrainingDivergedError,
+    FileNotFoundError,
+    ValueError,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmssl", description="Self-supervised pretraining for images, text and audio."
+    )
+    parser.add_argument("--version", action="version", version=f"mmssl {mmssl.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(mmssl.commands.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"mmssl.commands.{info.name}")
+        command = sub.add_parser(info.name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except USER_ERRORS as err:
+        print(f"mmssl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mmssl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of ``mmssl``, one module each (see ``mmssl.cli``)."""

@@ -1,0 +1,55 @@
+"""``mmssl pretrain RECIPE [key=value ...]``: run a recipe's pretraining."""
+
+from __future__ import annotations
+
+import argparse
+
+from mmssl.recipe import load_recipe
+
+HELP = "pretrain with a recipe (YAML), optionally overriding fields as key.sub=value"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="path to a recipe YAML file")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.lr=3e-4")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue from the run's latest checkpoint, or from the one given",
+    )
+
+
+def describe_run_dir(result) -> str:
+    """A short map of what the run directory holds, printed at the end of a run."""
+    run_dir = result.run_dir
+    lines = [f"Run directory: {run_dir}"]
+    entries = {
+        "recipe.yaml": "the resolved recipe (rerun with: mmssl pretrain <this file>)",
+        "environment.json": "versions and devices",
+        "metrics.jsonl": "logged metrics, one JSON object per line",
+        "tensorboard": f"TensorBoard logs (tensorboard --logdir {run_dir / 'tensorboard'})",
+        "checkpoints": "checkpoints (model.safetensors, optimizer, scheduler, RNG, trainer_state.json)",
+        "eval": "evaluation reports",
+    }
+    for name, what in entries.items():
+        if (run_dir / name).exists():
+            lines.append(f"  {name:<17} {what}")
+    if result.checkpoint:
+        lines.append(f"Last checkpoint: {result.checkpoint}")
+    if result.bad_examples:
+        lines.append(f"Skipped bad examples: {result.bad_examples}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmssl.train.loop import pretrain
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    result = pretrain(recipe, resume=args.resume)
+    loss = result.last_metrics.get("loss")
+    print(f"Finished {result.step} steps" + (f", final loss {loss:.4f}" if loss is not None else ""))
+    print(describe_run_dir(result))
+    return 0

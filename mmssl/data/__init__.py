@@ -1,0 +1,1 @@
+"""Turning a recipe's ``data:`` section into examples the loop can batch."""

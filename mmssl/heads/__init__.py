@@ -1,0 +1,1 @@
+"""Downstream heads: classification and projection modules shared by tasks and eval."""

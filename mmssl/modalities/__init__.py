@@ -1,0 +1,1 @@
+"""Modality adapters: decode, preprocess, collate and mask one kind of input, build its backbone."""

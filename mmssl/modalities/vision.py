@@ -1,0 +1,146 @@
+"""Vision adapter: decode images, transform them with torchvision v2, batch, mask patches,
+and build ViT / ViT-MAE backbones from transformers configs.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+from transformers import ViTConfig, ViTMAEConfig
+
+from mmssl.recipe import ImageConfig, ModelConfig
+from mmssl.registry import BACKBONES
+
+#: ViT sizes; ``nano`` is for tests and the CPU quickstart, the rest follow DeiT/ViT.
+VIT_PRESETS: dict[str, dict[str, int]] = {
+    "nano": dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256),
+    "tiny": dict(hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768),
+    "small": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+
+#: MAE's light decoder, scaled with the encoder.
+MAE_DECODER_PRESETS: dict[str, dict[str, int]] = {
+    "nano": dict(decoder_hidden_size=64, decoder_num_hidden_layers=2,
+                 decoder_num_attention_heads=4, decoder_intermediate_size=256),
+    "tiny": dict(decoder_hidden_size=128, decoder_num_hidden_layers=4,
+                 decoder_num_attention_heads=4, decoder_intermediate_size=512),
+    "small": dict(decoder_hidden_size=256, decoder_num_hidden_layers=4,
+                  decoder_num_attention_heads=8, decoder_intermediate_size=1024),
+    "base": dict(decoder_hidden_size=512, decoder_num_hidden_layers=8,
+                 decoder_num_attention_heads=16, decoder_intermediate_size=2048),
+}
+
+
+def _preset(presets: dict[str, dict[str, int]], name: str, kind: str) -> dict[str, int]:
+    if name not in presets:
+        raise ValueError(f"model.preset: unknown {kind} preset {name!r} (known: {', '.join(presets)})")
+    return dict(presets[name])
+
+
+def _make_config(cls: type, base: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    config = cls(**base)
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            raise ValueError(f"model.config.{key}: {cls.__name__} has no field {key!r}")
+        setattr(config, key, value)
+    return config
+
+
+def _image_fields(image: ImageConfig) -> dict[str, Any]:
+    return {"image_size": image.size, "num_channels": image.channels}
+
+
+@BACKBONES.register("vit")
+def vit_config(model: ModelConfig, image: ImageConfig) -> ViTConfig:
+    """ViT encoder (``ViTModel``), for contrastive, distillation and data2vec tasks."""
+    base = {**_preset(VIT_PRESETS, model.preset, "ViT"), **_image_fields(image)}
+    return _make_config(ViTConfig, base, model.config)
+
+
+@BACKBONES.register("vit_mae")
+def vit_mae_config(model: ModelConfig, image: ImageConfig) -> ViTMAEConfig:
+    """ViT-MAE encoder plus light decoder (``ViTMAEForPreTraining``)."""
+    base = {
+        **_preset(VIT_PRESETS, model.preset, "ViT"),
+        **_preset(MAE_DECODER_PRESETS, model.preset, "MAE decoder"),
+        **_image_fields(image),
+    }
+    return _make_config(ViTMAEConfig, base, model.config)
+
+
+def decode_image(value: Any, channels: int = 3) -> Image.Image:
+    """A PIL image from a ``datasets`` Image cell (decoded, or ``{"bytes", "path"}``)."""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            image = Image.open(io.BytesIO(value["bytes"]))
+        elif value.get("path"):
+            image = Image.open(value["path"])
+        else:
+            raise ValueError("empty image cell (no bytes and no path)")
+    elif isinstance(value, Image.Image):
+        image = value
+    elif value is None:
+        raise ValueError("missing image (None)")
+    else:
+        raise ValueError(f"cannot read an image from {type(value).__name__}")
+    image.load()
+    return image.convert("RGB" if channels == 3 else "L")
+
+
+def image_transform(image: ImageConfig, train: bool) -> v2.Compose:
+    """Random resized crop + flip for training, resize + center crop for evaluation."""
+    if train and image.random_resized_crop:
+        steps: list[Any] = [
+            v2.RandomResizedCrop(image.size, scale=tuple(image.crop_scale), antialias=True)
+        ]
+    else:
+        steps = [v2.Resize(image.size, antialias=True), v2.CenterCrop(image.size)]
+    if train and image.horizontal_flip:
+        steps.append(v2.RandomHorizontalFlip())
+    steps += [
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(image.mean[: image.channels], image.std[: image.channels]),
+    ]
+    return v2.Compose(steps)
+
+
+class VisionAdapter:
+    """Preprocess and collate image examples for one recipe's image settings."""
+
+    def __init__(self, image: ImageConfig) -> None:
+        self.image = image
+        self.train_transform = image_transform(image, train=True)
+        self.eval_transform = image_transform(image, train=False)
+
+    def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
+        picture = decode_image(example["image"], self.image.channels)
+        transform = self.train_transform if train else self.eval_transform
+        out = {"pixel_values": transform(picture)}
+        if "label" in example:
+            out["label"] = example["label"]
+        return out
+
+    @staticmethod
+    def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = {"pixel_values": torch.stack([ex["pixel_values"] for ex in examples])}
+        if examples and "label" in examples[0]:
+            batch["labels"] = torch.tensor([ex["label"] for ex in examples])
+        return batch
+
+
+def random_patch_noise(
+    batch_size: int, num_patches: int, device: torch.device, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Per-example uniform noise whose argsort picks which patches stay (MAE's masking)."""
+    return torch.rand(batch_size, num_patches, device=device, generator=generator)
+
+
+def num_visible_patches(num_patches: int, mask_ratio: float) -> int:
+    """How many patches the encoder sees; the same rule as the MAE reference."""
+    return int(num_patches * (1 - mask_ratio))

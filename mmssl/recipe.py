@@ -1,0 +1,374 @@
+"""Recipes: YAML files mapped onto typed dataclasses, validated before any work starts.
+
+Every error names the file, the key path and what was expected, and suggests the closest
+known key for a misspelling. ``a.b=c`` overrides from the command line go through the same
+checks. The task section is typed by the task's own config class from the registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe (file or override) is invalid; the message says where and what to fix."""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class ImageConfig:
+    """How images are decoded and resized before a vision backbone sees them."""
+
+    size: int = 224
+    channels: int = 3
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    random_resized_crop: bool = True
+    crop_scale: list[float] = field(default_factory=lambda: [0.2, 1.0])
+    horizontal_flip: bool = True
+
+
+@dataclass
+class TextConfig:
+    """Tokenizer and sequence settings for text backbones."""
+
+    tokenizer: str | None = None
+    max_length: int = 128
+    packing: bool = True
+    lowercase: bool = False
+
+
+@dataclass
+class AudioConfig:
+    """Decoding and cropping of waveforms for audio backbones."""
+
+    sampling_rate: int = 16000
+    max_seconds: float = 4.0
+    min_seconds: float = 0.1
+    normalize: bool = True
+
+
+@dataclass
+class DataConfig:
+    """Where examples come from and which columns hold what."""
+
+    source: str = "parquet"
+    path: str | None = None
+    name: str | None = None
+    data_files: dict[str, Any] | None = None
+    split: str = "train"
+    columns: dict[str, str] = field(default_factory=dict)
+    streaming: bool = False
+    shuffle_buffer: int = 10_000
+    max_examples: int | None = None
+    on_bad_example: Literal["raise", "skip"] = "raise"
+    max_bad_fraction: float = 0.1
+    num_workers: int = 0
+    image: ImageConfig = field(default_factory=ImageConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+
+
+@dataclass
+class ModelConfig:
+    """The backbone: a preset of a transformers config plus free overrides of its fields."""
+
+    preset: str = "tiny"
+    config: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping for the generic training loop."""
+
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_steps: int | None = None
+    epochs: int | None = None
+    lr: float = 1.5e-4
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float | None = 1.0
+    precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    compile: bool = False
+    cpu: bool = False
+    log_every: int = 10
+    save_every: int = 500
+    keep_last: int = 2
+    resume: str = "never"
+    on_nan: Literal["stop", "skip"] = "stop"
+    max_nan_skips: int = 10
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Downstream evaluation run after pretraining (see docs/evaluation.md)."""
+
+    protocols: list[str] = field(default_factory=list)
+    data: DataConfig | None = None
+    test_split: str = "test"
+    label_column: str = "label"
+    pooling: Literal["cls", "mean"] = "mean"
+    label_fractions: list[float] = field(default_factory=lambda: [1.0])
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    batch_size: int = 256
+    finetune_epochs: int = 3
+    compare_random_init: bool = True
+    max_train_examples: int | None = None
+    max_test_examples: int | None = None
+
+
+@dataclass
+class HubConfig:
+    """Publishing to the Hugging Face Hub after training."""
+
+    push: bool = False
+    repo_id: str | None = None
+    private: bool = False
+    revision: str | None = None
+    commit_message: str | None = None
+    license: str = "apache-2.0"
+
+
+@dataclass
+class TaskConfig:
+    """Base of every task's config; the ``name`` picks the task from the registry."""
+
+    name: str = ""
+
+
+@dataclass
+class Recipe:
+    """A whole experiment: what to learn, from what data, how, and what to do after."""
+
+    task: TaskConfig
+    data: DataConfig
+    name: str = "run"
+    seed: int = 0
+    output_dir: str = "runs/${name}"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig | None = None
+    hub: HubConfig = field(default_factory=HubConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir.replace("${name}", self.name))
+
+
+# --------------------------------------------------------------------------- typed loading
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping ({tp.__name__})"
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{origin.__name__}[{args}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Loader:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, message: str) -> RecipeError:
+        where = f"{self.source}: " if self.source else ""
+        return RecipeError(f"{where}{path or '<root>'}: {message}")
+
+    def convert(self, value: Any, tp: Any, path: str) -> Any:
+        if tp is Any:
+            return value
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            errors = []
+            for arg in args:
+                if arg is type(None):
+                    continue
+                try:
+                    return self.convert(value, arg, path)
+                except RecipeError as err:
+                    errors.append(err)
+            if len(errors) == 1:
+                raise errors[0]
+            raise self.fail(path, f"expected {_type_name(tp)}, got {value!r}")
+        if origin is Literal:
+            if value not in args:
+                close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise self.fail(path, f"expected {_type_name(tp)}, got {value!r}{hint}")
+            return value
+        if dataclasses.is_dataclass(tp):
+            return self.dataclass(tp, value, path)
+        if origin is list:
+            if not isinstance(value, list):
+                raise self.fail(path, f"expected a list, got {value!r}")
+            return [self.convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value)]
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise self.fail(path, f"expected a mapping, got {value!r}")
+            return {
+                self.convert(k, args[0], path): self.convert(v, args[1], f"{path}.{k}")
+                for k, v in value.items()
+            }
+        if tp is bool:
+            if not isinstance(value, bool):
+                raise self.fail(path, f"expected true or false, got {value!r}")
+            return value
+        if tp is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.fail(path, f"expected an integer, got {value!r}")
+            return value
+        if tp is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.fail(path, f"expected a number, got {value!r}")
+            return float(value)
+        if tp is str:
+            if not isinstance(value, str):
+                raise self.fail(path, f"expected a string, got {value!r}")
+            return value
+        raise self.fail(path, f"unsupported field type {tp!r}")
+
+    def dataclass(self, cls: type, value: Any, path: str) -> Any:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected {_type_name(cls)}, got {value!r}")
+        if cls is TaskConfig or (isinstance(cls, type) and issubclass(cls, TaskConfig)):
+            cls = self.task_class(value, path)
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        kwargs: dict[str, Any] = {}
+        for key, item in value.items():
+            key_path = f"{path}.{key}" if path else str(key)
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), list(fields), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                known = ", ".join(fields)
+                raise self.fail(key_path, f"unknown key{hint} (known keys: {known})")
+            kwargs[key] = self.convert(item, hints[key], key_path)
+        for name, f in fields.items():
+            no_default = f.default is dataclasses.MISSING
+            if no_default and f.default_factory is dataclasses.MISSING and name not in kwargs:
+                key_path = f"{path}.{name}" if path else name
+                raise self.fail(key_path, f"required field is missing ({_type_name(hints[name])})")
+        try:
+            obj = cls(**kwargs)
+        except (TypeError, ValueError) as err:
+            raise self.fail(path, str(err)) from err
+        return obj
+
+    def task_class(self, value: dict, path: str) -> type:
+        from mmssl.registry import TASKS, RegistryError, load_all
+
+        name = value.get("name")
+        if not isinstance(name, str) or not name:
+            raise self.fail(f"{path}.name", "required: the task to run, e.g. 'mae' (see `mmssl list`)")
+        load_all()
+        try:
+            entry = TASKS.get(name)
+        except RegistryError as err:
+            raise self.fail(f"{path}.name", str(err)) from err
+        return entry.config or TaskConfig
+
+
+def _set_path(tree: dict, dotted: str, value: Any, source: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for i, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            done = ".".join(keys[: i + 1])
+            raise RecipeError(f"{source}: {dotted}: {done} is {child!r}, not a mapping")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``train.lr=3e-4`` into its key path and a YAML-parsed value."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise RecipeError(f"override {text!r}: expected KEY.PATH=VALUE, e.g. train.lr=3e-4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise RecipeError(f"override {text!r}: the value is not valid YAML ({err})") from err
+    return key, _fix_numbers(value)
+
+
+_SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _fix_numbers(tree: Any) -> Any:
+    """YAML 1.1 reads ``3e-4`` as a string; recipes mean a number."""
+    if isinstance(tree, dict):
+        return {k: _fix_numbers(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_fix_numbers(v) for v in tree]
+    if isinstance(tree, str) and _SCIENTIFIC.match(tree):
+        return float(tree)
+    return tree
+
+
+def recipe_from_dict(data: Any, overrides: list[str] = (), source: str = "") -> Recipe:
+    """Build a validated :class:`Recipe` from a mapping plus ``a.b=c`` overrides."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
+    tree = _fix_numbers(data)
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_path(tree, key, value, f"override {text!r}")
+    return _Loader(source).dataclass(Recipe, tree, "")
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Read, merge overrides into, and validate a recipe file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot read the recipe ({err.strerror})") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from err
+    return recipe_from_dict(data, list(overrides), str(path))
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """The resolved recipe as plain data, ready for YAML."""
+    return dataclasses.asdict(recipe)
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))

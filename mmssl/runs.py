@@ -1,0 +1,42 @@
+"""Run directories: reading a finished (or interrupted) run back as a recipe and a task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmssl.recipe import Recipe, load_recipe
+from mmssl.tasks.base import PretextTask, build_task
+from mmssl.train.checkpoint import CheckpointError, latest_checkpoint, model_weights, STATE_FILE
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder itself, or the latest checkpoint of a run directory."""
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        return path
+    found = latest_checkpoint(path)
+    if found is None:
+        raise CheckpointError(f"{path}: no checkpoint found (is it an mmssl run directory?)")
+    return found
+
+
+def init_weights(task: PretextTask, source: str | Path) -> None:
+    """Load a run's (or checkpoint's) task weights into ``task``; shapes must match."""
+    state = model_weights(find_checkpoint(source))
+    result = task.load_state_dict(state, strict=False)
+    if result.unexpected_keys:
+        raise CheckpointError(
+            f"{source}: weights do not fit this task (unexpected: {result.unexpected_keys[:5]})"
+        )
+
+
+def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[Recipe, PretextTask]:
+    """The resolved recipe and the task with the weights of the latest (or given) checkpoint."""
+    run_dir = Path(run_dir)
+    recipe_file = run_dir / "recipe.yaml"
+    if not recipe_file.is_file():
+        raise CheckpointError(f"{run_dir}: no recipe.yaml (is it an mmssl run directory?)")
+    recipe = load_recipe(recipe_file)
+    task = build_task(recipe)
+    init_weights(task, checkpoint or run_dir)
+    return recipe, task.eval()

@@ -1,0 +1,1 @@
+"""Pretext tasks, one file each; every module here registers itself in ``TASKS``."""

@@ -1,0 +1,77 @@
+"""The contract between a pretext task and the generic training loop.
+
+The loop knows only this: a task is an ``nn.Module`` that turns a dataset into examples
+(``prepare_dataset`` once, ``preprocess`` per example in DataLoader workers), batches them
+(``collate``), and maps a batch to a :class:`TaskOutput`. ``on_step_end`` is the hook for
+work after each optimizer step (EMA teachers, temperature schedules). ``embed`` gives pooled
+features of the backbone for evaluation, and ``backbone`` is what gets exported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmssl.recipe import Recipe
+from mmssl.registry import TASKS, load_all
+
+
+@dataclass
+class TaskOutput:
+    """A loss to minimise and scalar metrics to log (tensors are fine; the loop reads them)."""
+
+    loss: torch.Tensor
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class PretextTask(nn.Module):
+    """Base class of all tasks; subclasses register with ``@TASKS.register(name, config=...)``."""
+
+    #: the modality this task consumes ("vision", "text", "audio"), or several for CLIP.
+    modalities: tuple[str, ...] = ()
+    #: dataset columns (after ``data.columns`` renames) the task reads; checked before training.
+    required_columns: tuple[str, ...] = ()
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__()
+        self.recipe = recipe
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> "PretextTask":
+        return cls(recipe)
+
+    def prepare_dataset(self, dataset: Any) -> Any:
+        """One-off dataset-level work (tokenize and pack, filter); runs before batching."""
+        return dataset
+
+    def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
+        """Decode and transform one example; ``train=False`` turns off random augmentation."""
+        raise NotImplementedError
+
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Batch preprocessed examples (pad, stack, and make masks if the task masks there)."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
+        raise NotImplementedError
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        """Called by the loop after every optimizer step; default does nothing."""
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The pretrained encoder that evaluation and export use."""
+        raise NotImplementedError
+
+    def embed(self, batch: dict[str, torch.Tensor], pooling: str = "mean") -> torch.Tensor:
+        """Pooled backbone features ``[batch, dim]`` of an unmasked batch, for probes."""
+        raise NotImplementedError
+
+
+def build_task(recipe: Recipe) -> PretextTask:
+    """Instantiate the task the recipe names, from the registry."""
+    load_all()
+    return TASKS.get(recipe.task.name).obj.from_recipe(recipe)

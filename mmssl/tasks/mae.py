@@ -1,0 +1,82 @@
+"""MAE: mask most image patches, encode only the visible ones, reconstruct the rest.
+
+The model is transformers' ``ViTMAEForPreTraining``: its encoder drops the masked patches
+before the transformer (so compute scales with the visible count), its light decoder
+predicts every patch, and the loss is the mean squared error on (per-patch normalized)
+pixels of the masked patches only. The task draws the masking noise itself so that masks
+are new every step and reproducible from the seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import ViTMAEForPreTraining
+
+from mmssl.modalities.vision import VisionAdapter, random_patch_noise, vit_mae_config
+from mmssl.recipe import Recipe, TaskConfig
+from mmssl.registry import TASKS
+from mmssl.tasks.base import PretextTask, TaskOutput
+
+
+@dataclass
+class MAEConfig(TaskConfig):
+    """``task:`` fields of MAE."""
+
+    mask_ratio: float = 0.75
+    norm_pix_loss: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+
+
+@TASKS.register("mae", config=MAEConfig)
+class MAETask(PretextTask):
+    """Masked autoencoder on image patches (He et al., 2021)."""
+
+    modalities = ("vision",)
+    required_columns = ("image",)
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__(recipe)
+        cfg: MAEConfig = recipe.task
+        config = vit_mae_config(recipe.model, recipe.data.image)
+        config.mask_ratio = cfg.mask_ratio
+        config.norm_pix_loss = cfg.norm_pix_loss
+        self.adapter = VisionAdapter(recipe.data.image)
+        self.model = ViTMAEForPreTraining(config)
+
+    def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
+        return self.adapter.preprocess(example, train)
+
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self.adapter.collate(examples)
+
+    @property
+    def num_patches(self) -> int:
+        return self.model.vit.embeddings.patch_embeddings.num_patches
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
+        pixels = batch["pixel_values"]
+        noise = random_patch_noise(pixels.shape[0], self.num_patches, pixels.device)
+        out = self.model(pixel_values=pixels, noise=noise)
+        return TaskOutput(out.loss, {"mask_ratio": out.mask.float().mean()})
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.model.vit
+
+    def embed(self, batch: dict[str, torch.Tensor], pooling: str = "mean") -> torch.Tensor:
+        """Features of all patches: the mask ratio is set to zero while embedding."""
+        encoder = self.model.vit
+        saved = encoder.config.mask_ratio
+        encoder.config.mask_ratio = 0.0
+        try:
+            hidden = encoder(pixel_values=batch["pixel_values"]).last_hidden_state
+        finally:
+            encoder.config.mask_ratio = saved
+        return hidden[:, 0] if pooling == "cls" else hidden[:, 1:].mean(dim=1)

@@ -1,0 +1,114 @@
+"""Atomic checkpoints in the run directory, and finding and loading them again.
+
+A checkpoint is an Accelerate state folder (model weights as safetensors, optimizer,
+scheduler, RNG states) plus ``trainer_state.json`` (step, epoch, data position). It is
+written under a temporary name and renamed only when complete, so a crash, a kill or a
+full disk during a save leaves the previous checkpoint as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from safetensors.torch import load_file
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+PREFIX = "step_"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written or read; the message names the last good one."""
+
+
+def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = checkpoint_dirs(run_dir)
+    return found[-1] if found else None
+
+
+def _fsync_tree(path: Path) -> None:
+    for file in path.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def save_checkpoint(
+    accelerator: Accelerator, run_dir: str | Path, state: dict[str, Any], keep_last: int
+) -> Path:
+    """Write a checkpoint for ``state['step']`` atomically and prune to the last ``keep_last``."""
+    root = Path(run_dir) / CHECKPOINTS
+    final = root / f"{PREFIX}{state['step']:08d}"
+    tmp = root / f".tmp-{final.name}"
+    previous = latest_checkpoint(run_dir)
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        if accelerator.is_main_process:
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+            _fsync_tree(tmp)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        last = previous or "none yet"
+        raise CheckpointError(
+            f"could not write the checkpoint for step {state['step']} in {root}: {err}. "
+            f"The last good checkpoint is {last}."
+        ) from err
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in checkpoint_dirs(run_dir)[:-keep_last] if keep_last > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator: Accelerator, path: str | Path) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and RNG from ``path``; return its trainer state."""
+    path = Path(path)
+    if not (path / STATE_FILE).is_file():
+        raise CheckpointError(f"{path} is not a complete mmssl checkpoint (no {STATE_FILE})")
+    accelerator.load_state(str(path))
+    return json.loads((path / STATE_FILE).read_text())
+
+
+def resolve_resume(run_dir: str | Path, resume: str) -> Path | None:
+    """``never`` -> None, ``auto`` -> the latest checkpoint if any, else a checkpoint path."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        return latest_checkpoint(run_dir)
+    path = Path(resume)
+    if (path / STATE_FILE).is_file():
+        return path
+    found = latest_checkpoint(path)
+    if found is None:
+        raise CheckpointError(f"train.resume: no checkpoint at {resume!r}")
+    return found
+
+
+def model_weights(checkpoint: str | Path) -> dict[str, Any]:
+    """The task's weights from a checkpoint folder, as a state dict on the CPU."""
+    file = Path(checkpoint) / "model.safetensors"
+    if not file.is_file():
+        raise CheckpointError(f"{checkpoint}: no model.safetensors")
+    return load_file(str(file))

@@ -1,0 +1,273 @@
+"""The pretraining loop: Accelerate, one task, one dataset; nothing about modalities.
+
+Read it top to bottom: build the task and its data, the optimizer and schedule, restore a
+checkpoint if asked, then step until ``total_steps``: forward, NaN guard, backward with
+accumulation and clipping, optimizer and schedule, the task's ``on_step_end`` hook,
+logging, checkpoints. Every stop path leaves a complete checkpoint or the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+
+from mmssl.data.examples import (
+    BAD_KEY,
+    EpochSampler,
+    MapExamples,
+    SkippingCollator,
+    StreamExamples,
+)
+from mmssl.data.sources import load_data
+from mmssl.recipe import Recipe, save_recipe
+from mmssl.runs import init_weights
+from mmssl.tasks.base import PretextTask, build_task
+from mmssl.train.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    resolve_resume,
+    save_checkpoint,
+)
+from mmssl.train.logging import MetricsLogger, Progress
+from mmssl.train.optim import build_optimizer, build_scheduler
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite and the recipe says to stop (or skips ran out)."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    last_metrics: dict[str, Any]
+    bad_examples: int
+    nan_skips: int
+
+
+def resolve_precision(requested: str, cpu: bool) -> str:
+    """``auto`` is bf16 on a CUDA device that supports it, full precision elsewhere."""
+    if requested != "auto":
+        return requested
+    on_cuda = torch.cuda.is_available() and not cpu
+    return "bf16" if on_cuda and torch.cuda.is_bf16_supported() else "no"
+
+
+def build_loader(task: PretextTask, data: Any, recipe: Recipe) -> tuple[DataLoader, Any]:
+    """A DataLoader whose order depends only on (seed, epoch); returns it and its epoch setter."""
+    cfg = recipe.data
+    preprocess = partial(task.preprocess, train=True)
+    collate = SkippingCollator(task.collate)
+    common = dict(
+        batch_size=recipe.train.batch_size,
+        collate_fn=collate,
+        num_workers=cfg.num_workers,
+        pin_memory=torch.cuda.is_available() and not recipe.train.cpu,
+        persistent_workers=cfg.num_workers > 0,
+        drop_last=True,
+    )
+    if recipe.data.streaming:
+        stream = data.shuffle(seed=recipe.seed, buffer_size=cfg.shuffle_buffer)
+        examples = StreamExamples(stream, preprocess, cfg.on_bad_example)
+        return DataLoader(examples, **common), examples
+    examples = MapExamples(data, preprocess, cfg.on_bad_example)
+    sampler = EpochSampler(len(examples), recipe.seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    return DataLoader(examples, sampler=sampler, generator=generator, **common), sampler
+
+
+def total_steps(recipe: Recipe, loader: DataLoader, num_processes: int) -> int:
+    cfg = recipe.train
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    if recipe.data.streaming:
+        raise ValueError("train.max_steps is required with data.streaming (the length is unknown)")
+    batches = len(loader) // num_processes if num_processes > 1 else len(loader)
+    return max(1, cfg.epochs * (batches // cfg.grad_accum))
+
+
+def environment(accelerator: Accelerator, precision: str) -> dict[str, Any]:
+    import accelerate
+    import datasets
+    import transformers
+
+    import mmssl
+
+    device = accelerator.device
+    return {
+        "mmssl": mmssl.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "accelerate": accelerate.__version__,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": precision,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _finite(accelerator: Accelerator, loss: torch.Tensor) -> bool:
+    flag = torch.isfinite(loss.detach()).float().reshape(1)
+    return bool(accelerator.reduce(flag, reduction="sum").item() == accelerator.num_processes)
+
+
+def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
+    """Run the recipe's pretraining; ``resume`` overrides ``train.resume``."""
+    cfg = recipe.train
+    if (cfg.max_steps is None) == (cfg.epochs is None):
+        raise ValueError("train: set exactly one of max_steps or epochs")
+    run_dir = recipe.run_dir
+    precision = resolve_precision(cfg.precision, cfg.cpu)
+    accelerator = Accelerator(
+        mixed_precision=precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        cpu=cfg.cpu,
+        step_scheduler_with_optimizer=False,
+    )
+    set_seed(recipe.seed)
+
+    checkpoint = resolve_resume(run_dir, resume or cfg.resume)
+    if checkpoint is None and latest_checkpoint(run_dir) is not None:
+        raise CheckpointError(
+            f"{run_dir} already holds checkpoints; resume it with --resume (train.resume=auto) "
+            "or choose another output_dir"
+        )
+
+    task = build_task(recipe)
+    if recipe.model.init_from:
+        init_weights(task, recipe.model.init_from)
+    data = task.prepare_dataset(load_data(recipe.data, required=task.required_columns))
+    loader, epoch_setter = build_loader(task, data, recipe)
+    steps_total = total_steps(recipe, loader, accelerator.num_processes)
+    optimizer = build_optimizer(task, cfg, accelerator.device)
+    scheduler = build_scheduler(optimizer, cfg, steps_total)
+    if cfg.compile:
+        task.compile()
+    task, optimizer, loader, scheduler = accelerator.prepare(task, optimizer, loader, scheduler)
+    plain_task: PretextTask = accelerator.unwrap_model(task)
+
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples": 0,
+             "bad_examples": 0, "seen_examples": 0, "nan_skips": 0, "elapsed_s": 0.0}
+    if checkpoint is not None:
+        state.update(load_checkpoint(accelerator, checkpoint))
+        accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_recipe(recipe, run_dir / "recipe.yaml")
+        (run_dir / "environment.json").write_text(
+            json.dumps(environment(accelerator, precision), indent=2)
+        )
+    logger = MetricsLogger(run_dir, enabled=accelerator.is_main_process)
+    progress = Progress(steps_total, state["step"], cfg.progress and accelerator.is_main_process)
+    last_saved = checkpoint
+    last_metrics: dict[str, Any] = {}
+    window_loss = torch.zeros((), device=accelerator.device)
+    window_steps, window_samples, window_start = 0, 0, time.perf_counter()
+    run_start = time.perf_counter() - state["elapsed_s"]
+    task.train()
+
+    def save() -> Path:
+        state["elapsed_s"] = time.perf_counter() - run_start
+        return save_checkpoint(accelerator, run_dir, state, cfg.keep_last)
+
+    try:
+        while state["step"] < steps_total:
+            epoch_setter.set_epoch(state["epoch"])
+            skip = state["batch_in_epoch"]
+            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+            for batch in batches:
+                state["batch_in_epoch"] += 1
+                bad = int(accelerator.reduce(batch.pop(BAD_KEY).to(accelerator.device), "sum"))
+                state["bad_examples"] += bad
+                state["seen_examples"] += cfg.batch_size * accelerator.num_processes
+                if state["bad_examples"] > cfg_bad_limit(recipe, state["seen_examples"]):
+                    raise RuntimeError(
+                        f"{state['bad_examples']} of {state['seen_examples']} examples were bad, "
+                        f"more than data.max_bad_fraction={recipe.data.max_bad_fraction}"
+                    )
+                if not batch:
+                    continue
+                with accelerator.accumulate(task):
+                    out = task(batch)
+                    if not _finite(accelerator, out.loss):
+                        state["nan_skips"] += 1
+                        where = f"non-finite loss ({out.loss.item()}) at step {state['step'] + 1}"
+                        if cfg.on_nan == "stop" or state["nan_skips"] > cfg.max_nan_skips:
+                            raise TrainingDivergedError(
+                                f"{where}; last good checkpoint: {last_saved or 'none'}"
+                            )
+                        accelerator.print(f"skipping the batch: {where}")
+                        optimizer.zero_grad(set_to_none=True)
+                        continue
+                    accelerator.backward(out.loss)
+                    grad_norm = None
+                    if accelerator.sync_gradients and cfg.max_grad_norm:
+                        grad_norm = accelerator.clip_grad_norm_(task.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                window_loss += out.loss.detach()
+                window_samples += (cfg.batch_size * accelerator.num_processes) - bad
+                if not accelerator.sync_gradients:
+                    continue
+                scheduler.step()
+                state["step"] += 1
+                window_steps += 1
+                plain_task.on_step_end(state["step"], steps_total)
+                logged = state["step"] % cfg.log_every == 0 or state["step"] == steps_total
+                if logged:
+                    elapsed = time.perf_counter() - window_start
+                    loss = accelerator.reduce(window_loss, "mean").item() / (window_steps * cfg.grad_accum)
+                    last_metrics = {
+                        "loss": loss,
+                        "lr": scheduler.get_last_lr()[0],
+                        "samples_per_s": window_samples / max(elapsed, 1e-9),
+                        "epoch": state["epoch"],
+                        "bad_examples": state["bad_examples"],
+                        **{k: float(v) for k, v in out.metrics.items()},
+                    }
+                    if grad_norm is not None:
+                        last_metrics["grad_norm"] = float(grad_norm)
+                    logger.log(state["step"], last_metrics)
+                    window_loss.zero_()
+                    window_steps, window_samples, window_start = 0, 0, time.perf_counter()
+                progress.update(state["step"], last_metrics, logged)
+                if cfg.save_every and state["step"] % cfg.save_every == 0 and state["step"] < steps_total:
+                    last_saved = save()
+                if state["step"] >= steps_total:
+                    break
+            else:
+                if state["batch_in_epoch"] == 0:
+                    raise RuntimeError("the data gave no batch: fewer examples than train.batch_size?")
+                state["epoch"] += 1
+                state["batch_in_epoch"] = 0
+        last_saved = save()
+    finally:
+        progress.close()
+        logger.close()
+    accelerator.end_training()
+    return RunResult(run_dir, state["step"], last_saved, last_metrics,
+                     state["bad_examples"], state["nan_skips"])
+
+
+def cfg_bad_limit(recipe: Recipe, seen: int) -> float:
+    """How many bad examples are tolerated after ``seen``: never more than the fraction allows."""
+    if recipe.data.on_bad_example == "raise":
+        return math.inf
+    return max(recipe.train.batch_size, recipe.data.max_bad_fraction * seen)
