@@ -3,8 +3,12 @@
 The loop knows only this: a task is an ``nn.Module`` that turns a dataset into examples
 (``prepare_dataset`` once, ``preprocess`` per example in DataLoader workers), batches them
 (``collate``), and maps a batch to a :class:`TaskOutput`. ``on_step_end`` is the hook for
-work after each optimizer step (EMA teachers, temperature schedules). ``embed`` gives pooled
-features of the backbone for evaluation, and ``backbone`` is what gets exported.
+work after each optimizer step (EMA teachers, temperature schedules).
+
+Evaluation uses the same task without its pretext: ``preprocess(example, train=False)``
+on single labelled examples (no augmentation, no packing), ``collate_eval`` (no masking)
+and ``embed`` for pooled features. Export uses ``export_model`` (the transformers model with
+its pretraining head; its base model is the ``backbone``) and ``processor``.
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ class PretextTask(nn.Module):
         """Batch preprocessed examples (pad, stack, and make masks if the task masks there)."""
         raise NotImplementedError
 
+    def collate_eval(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Batch for evaluation: like ``collate`` but never masked or augmented."""
+        return self.collate(examples)
+
     def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
         raise NotImplementedError
 
@@ -67,7 +75,15 @@ class PretextTask(nn.Module):
         raise NotImplementedError
 
     def embed(self, batch: dict[str, torch.Tensor], pooling: str = "mean") -> torch.Tensor:
-        """Pooled backbone features ``[batch, dim]`` of an unmasked batch, for probes."""
+        """Pooled backbone features ``[batch, dim]`` of a ``collate_eval`` batch, for probes."""
+        raise NotImplementedError
+
+    def export_model(self) -> Any:
+        """The ``transformers.PreTrainedModel`` (with pretraining head) that export writes."""
+        raise NotImplementedError
+
+    def processor(self) -> Any:
+        """The transformers image processor, tokenizer or feature extractor for the export."""
         raise NotImplementedError
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import ViTMAEForPreTraining
+from transformers import ViTImageProcessor, ViTMAEForPreTraining
 
 from mmssl.modalities.vision import VisionAdapter, random_patch_noise, vit_mae_config
 from mmssl.recipe import Recipe, TaskConfig
@@ -80,3 +80,17 @@ class MAETask(PretextTask):
         finally:
             encoder.config.mask_ratio = saved
         return hidden[:, 0] if pooling == "cls" else hidden[:, 1:].mean(dim=1)
+
+    def export_model(self) -> ViTMAEForPreTraining:
+        return self.model
+
+    def processor(self) -> ViTImageProcessor:
+        """Resize + normalize as in evaluation (the random crop is a training augmentation)."""
+        image = self.recipe.data.image
+        return ViTImageProcessor(
+            do_resize=True,
+            size={"height": image.size, "width": image.size},
+            do_normalize=True,
+            image_mean=image.mean[: image.channels],
+            image_std=image.std[: image.channels],
+        )
