@@ -22,6 +22,21 @@ from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 
 
+def init_sincos_tables(model: ViTMAEForPreTraining) -> None:
+    """Fill the fixed 2D sin-cos position tables (and the mask token) that MAE relies on.
+
+    transformers 5.x leaves both position tables at zero when the model is built from a
+    config (its weight init zeroes the decoder's and skips the encoder's), which removes all
+    positional information: the model cannot tell masked patches apart and the loss stalls.
+    """
+    embeddings = model.vit.embeddings
+    if embeddings.position_embeddings.abs().sum() > 0:
+        return
+    embeddings.patch_embeddings.projection.__dict__.pop("_is_hf_initialized", None)
+    embeddings.initialize_weights()
+    model.decoder.initialize_weights(embeddings.patch_embeddings.num_patches)
+
+
 @dataclass
 class MAEConfig(TaskConfig):
     """``task:`` fields of MAE."""
@@ -49,6 +64,7 @@ class MAETask(PretextTask):
         config.norm_pix_loss = cfg.norm_pix_loss
         self.adapter = VisionAdapter(recipe.data.image)
         self.model = ViTMAEForPreTraining(config)
+        init_sincos_tables(self.model)
 
     def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
         return self.adapter.preprocess(example, train)
