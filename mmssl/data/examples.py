@@ -1,5 +1,10 @@
 """Examples for the DataLoader: per-example preprocessing under the bad-example policy.
 
+Random augmentations draw from a generator seeded by (seed, epoch, index) for each example,
+not from the process-wide RNG: the same example gets the same views in the same epoch
+whatever the number of DataLoader workers, and a resumed run that skips batches replays
+them exactly.
+
 With ``on_bad_example: raise`` a failing example stops the run with its dataset index and
 the reason; with ``skip`` it is dropped from its batch and counted, and the count reaches
 the loop through the batch key ``num_bad_examples``.
@@ -26,11 +31,18 @@ class _Bad:
         self.index, self.reason = index, reason
 
 
+def example_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed unique to one example in one epoch of one run."""
+    return ((seed * 1_000_003 + epoch) * 1_000_003 + index) % (2**63)
+
+
 def _apply(
-    preprocess: Callable[[dict], dict], example: dict, index: int, policy: str
+    preprocess: Callable[[dict], dict], example: dict, index: int, policy: str, seed: int
 ) -> dict | _Bad:
     try:
-        return preprocess(example)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return preprocess(example)
     except Exception as err:  # any failure of user data is judged by the policy
         reason = f"{type(err).__name__}: {err}"
         if policy == "raise":
@@ -43,8 +55,14 @@ def _apply(
 class MapExamples(Dataset):
     """A map-style view of a ``datasets.Dataset`` that preprocesses on access."""
 
-    def __init__(self, data: Any, preprocess: Callable[[dict], dict], policy: str) -> None:
+    def __init__(
+        self, data: Any, preprocess: Callable[[dict], dict], policy: str, seed: int = 0
+    ) -> None:
         self.data, self.preprocess, self.policy = data, preprocess, policy
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.data)
@@ -56,21 +74,27 @@ class MapExamples(Dataset):
             if self.policy == "raise":
                 raise BadExampleError(f"example {index}: cannot be read: {err}") from err
             return _Bad(int(index), str(err))
-        return _apply(self.preprocess, example, int(index), self.policy)
+        seed = example_seed(self.seed, self.epoch, int(index))
+        return _apply(self.preprocess, example, int(index), self.policy, seed)
 
 
 class StreamExamples(IterableDataset):
     """An iterable view of a streaming ``datasets.IterableDataset``."""
 
-    def __init__(self, data: Any, preprocess: Callable[[dict], dict], policy: str) -> None:
+    def __init__(
+        self, data: Any, preprocess: Callable[[dict], dict], policy: str, seed: int = 0
+    ) -> None:
         self.data, self.preprocess, self.policy = data, preprocess, policy
+        self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         self.data.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[dict | _Bad]:
         for index, example in enumerate(self.data):
-            yield _apply(self.preprocess, example, index, self.policy)
+            seed = example_seed(self.seed, self.epoch, index)
+            yield _apply(self.preprocess, example, index, self.policy, seed)
 
 
 class SkippingCollator:

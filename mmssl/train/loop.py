@@ -28,6 +28,7 @@ from mmssl.data.examples import (
     MapExamples,
     SkippingCollator,
     StreamExamples,
+    example_seed,
 )
 from mmssl.data.sources import load_data
 from mmssl.recipe import Recipe, save_recipe
@@ -66,8 +67,13 @@ def resolve_precision(requested: str, cpu: bool) -> str:
     return "bf16" if on_cuda and torch.cuda.is_bf16_supported() else "no"
 
 
-def build_loader(task: PretextTask, data: Any, recipe: Recipe) -> tuple[DataLoader, Any]:
-    """A DataLoader whose order depends only on (seed, epoch); returns it and its epoch setter."""
+def build_loader(task: PretextTask, data: Any, recipe: Recipe) -> DataLoader:
+    """A DataLoader whose batches depend only on (seed, epoch).
+
+    Accelerate's ``set_epoch`` on the prepared loader passes the epoch to the sampler (order)
+    and to the examples (augmentation seeds); workers are not persistent, so each epoch's
+    workers get the examples with the new epoch.
+    """
     cfg = recipe.data
     preprocess = partial(task.preprocess, train=True)
     collate = SkippingCollator(task.collate)
@@ -76,17 +82,16 @@ def build_loader(task: PretextTask, data: Any, recipe: Recipe) -> tuple[DataLoad
         collate_fn=collate,
         num_workers=cfg.num_workers,
         pin_memory=torch.cuda.is_available() and not recipe.train.cpu,
-        persistent_workers=cfg.num_workers > 0,
         drop_last=True,
     )
     if recipe.data.streaming:
         stream = data.shuffle(seed=recipe.seed, buffer_size=cfg.shuffle_buffer)
-        examples = StreamExamples(stream, preprocess, cfg.on_bad_example)
-        return DataLoader(examples, **common), examples
-    examples = MapExamples(data, preprocess, cfg.on_bad_example)
+        examples = StreamExamples(stream, preprocess, cfg.on_bad_example, recipe.seed)
+        return DataLoader(examples, **common)
+    examples = MapExamples(data, preprocess, cfg.on_bad_example, recipe.seed)
     sampler = EpochSampler(len(examples), recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
-    return DataLoader(examples, sampler=sampler, generator=generator, **common), sampler
+    return DataLoader(examples, sampler=sampler, generator=generator, **common)
 
 
 def total_steps(recipe: Recipe, loader: DataLoader, num_processes: int) -> int:
@@ -154,7 +159,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
     if recipe.model.init_from:
         init_weights(task, recipe.model.init_from)
     data = task.prepare_dataset(load_data(recipe.data, required=task.required_columns))
-    loader, epoch_setter = build_loader(task, data, recipe)
+    loader = build_loader(task, data, recipe)
     steps_total = total_steps(recipe, loader, accelerator.num_processes)
     optimizer = build_optimizer(task, cfg, accelerator.device)
     scheduler = build_scheduler(optimizer, cfg, steps_total)
@@ -189,7 +194,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
 
     try:
         while state["step"] < steps_total:
-            epoch_setter.set_epoch(state["epoch"])
+            loader.set_epoch(state["epoch"])
             skip = state["batch_in_epoch"]
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
             for batch in batches:
@@ -204,6 +209,12 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
                     )
                 if not batch:
                     continue
+                # the step's randomness (masks, dropout) depends only on where it is in the
+                # run, so a resumed run draws exactly what the uninterrupted one drew
+                torch.manual_seed(
+                    example_seed(recipe.seed * 1009 + accelerator.process_index,
+                                 state["epoch"], state["batch_in_epoch"])
+                )
                 with accelerator.accumulate(task):
                     out = task(batch)
                     if not _finite(accelerator, out.loss):
