@@ -7,8 +7,9 @@ their entries at import time with a decorator, and ``mmssl list`` prints them al
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 
 class RegistryError(KeyError):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mmssl.recipe import Recipe, load_recipe
 from mmssl.tasks.base import PretextTask, build_task
-from mmssl.train.checkpoint import CheckpointError, latest_checkpoint, model_weights, STATE_FILE
+from mmssl.train.checkpoint import STATE_FILE, CheckpointError, latest_checkpoint, model_weights
 
 
 def find_checkpoint(path: str | Path) -> Path:

@@ -12,7 +12,8 @@ the loop through the batch key ``num_bad_examples``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, IterableDataset, Sampler
