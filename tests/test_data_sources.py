@@ -85,3 +85,21 @@ def test_augmentations_depend_on_seed_epoch_and_index_only(shared_data):
     assert torch.equal(examples[1]["pixel_values"], first)
     examples.set_epoch(1)
     assert not torch.equal(examples[1]["pixel_values"], first)
+
+
+def test_hub_source_passes_id_config_split_and_streaming(monkeypatch):
+    calls = []
+
+    def fake_load_dataset(path, name=None, **kwargs):
+        calls.append((path, name, kwargs))
+        return datasets.Dataset.from_dict({"img": [None], "label": [0]})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    cfg = DataConfig(source="hub", path="user/pets", name="small", split="train[:10%]",
+                     columns={"image": "img"})
+    ds = load_data(cfg, required=("image",))
+    assert calls == [("user/pets", "small", {"data_files": None, "split": "train[:10%]",
+                                             "streaming": False})]
+    assert ds.column_names == ["image", "label"]
+    with pytest.raises(DataError, match="the Hub dataset id is required"):
+        load_data(DataConfig(source="hub"))
