@@ -47,6 +47,11 @@ class TextConfig:
     max_length: int = 128
     packing: bool = True
     lowercase: bool = False
+    num_proc: int | None = None
+    # used only when ``tokenizer`` is unset and the task trains one (docs/text.md)
+    vocab_size: int = 8000
+    tokenizer_model: Literal["unigram", "bpe"] = "unigram"
+    tokenizer_sample: int = 1_000_000
 
 
 @dataclass

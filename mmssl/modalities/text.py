@@ -1,0 +1,283 @@
+"""Text adapter: tokenizers, BERT/RoBERTa backbone configs, padding, packing and BERT masking.
+
+Public API (used by MLM, data2vec text and the CLIP text tower):
+
+- :func:`load_tokenizer` reads ``data.text.tokenizer`` (a directory written by
+  ``mmssl tokenizer train`` or any ``AutoTokenizer`` folder).
+- :func:`bert_config` / :func:`roberta_config` (``BACKBONES`` ``bert`` / ``roberta``) build
+  transformers configs from a preset (nano/tiny/small/base) plus ``model.config`` overrides.
+- :class:`TextAdapter` tokenizes one text (``preprocess``) and pads a batch with an
+  attention mask (``collate``).
+- :func:`pack_dataset` / :func:`tokenize_dataset` tokenize a ``datasets`` column once
+  (batched, cached, multiprocess) into fixed-length blocks or single truncated texts.
+- :class:`TokenMasker` is BERT's masking (chosen positions, 80/10/10, labels -100 elsewhere,
+  optional whole-word masking) driven by an explicit ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase, RobertaConfig
+
+from mmssl.recipe import ModelConfig, TextConfig
+from mmssl.registry import BACKBONES
+
+IGNORE_INDEX = -100
+
+#: BERT sizes; ``nano`` is for tests and CPU recipes, tiny/small/base follow Turc et al. (2019).
+BERT_PRESETS: dict[str, dict[str, int]] = {
+    "nano": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
+    "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
+    "small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def load_tokenizer(text: TextConfig) -> PreTrainedTokenizerBase:
+    """The tokenizer ``data.text.tokenizer`` names; it must have [PAD] and [MASK]-like tokens."""
+    if not text.tokenizer:
+        raise ValueError(
+            "data.text.tokenizer: name a tokenizer directory (train one with `mmssl tokenizer train`)"
+        )
+    if not Path(text.tokenizer).is_dir():
+        raise FileNotFoundError(f"data.text.tokenizer: no such directory {text.tokenizer!r}")
+    tokenizer = AutoTokenizer.from_pretrained(text.tokenizer)
+    if tokenizer.pad_token_id is None:
+        raise ValueError(f"data.text.tokenizer: {text.tokenizer!r} has no padding token")
+    return tokenizer
+
+
+# --------------------------------------------------------------------------- backbones
+
+
+def _text_config(cls: type, model: ModelConfig, tokenizer: PreTrainedTokenizerBase,
+                 max_positions: int) -> Any:
+    if model.preset not in BERT_PRESETS:
+        raise ValueError(
+            f"model.preset: unknown text preset {model.preset!r} (known: {', '.join(BERT_PRESETS)})"
+        )
+    config = cls(
+        **BERT_PRESETS[model.preset],
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        max_position_embeddings=max_positions,
+    )
+    for key, value in model.config.items():
+        if not hasattr(config, key):
+            raise ValueError(f"model.config.{key}: {cls.__name__} has no field {key!r}")
+        setattr(config, key, value)
+    return config
+
+
+@BACKBONES.register("bert")
+def bert_config(model: ModelConfig, text: TextConfig, tokenizer: PreTrainedTokenizerBase) -> BertConfig:
+    """BERT encoder (``BertModel`` / ``BertForMaskedLM``) sized for the tokenizer."""
+    return _text_config(BertConfig, model, tokenizer, max(512, text.max_length))
+
+
+@BACKBONES.register("roberta")
+def roberta_config(model: ModelConfig, text: TextConfig, tokenizer: PreTrainedTokenizerBase) -> RobertaConfig:
+    """RoBERTa encoder (positions start after the padding index, hence the +2)."""
+    config = _text_config(RobertaConfig, model, tokenizer, max(512, text.max_length) + 2)
+    config.type_vocab_size = 1
+    return config
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def pad_batch(sequences: list[torch.Tensor], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad 1-D id tensors to the longest; ``attention_mask`` is 1 on real tokens."""
+    lengths = torch.tensor([len(s) for s in sequences])
+    input_ids = torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True, padding_value=pad_id)
+    attention_mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+class TextAdapter:
+    """Tokenize single texts for evaluation and pad batches, for one recipe's text settings."""
+
+    def __init__(self, text: TextConfig, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.text = text
+        self.tokenizer = tokenizer
+
+    def encode(self, text: Any) -> list[int]:
+        """Ids of one text with the tokenizer's special tokens, truncated to ``max_length``."""
+        if not isinstance(text, str):
+            raise ValueError(f"expected a text string, got {type(text).__name__}")
+        if self.text.lowercase:
+            text = text.lower()
+        return self.tokenizer(text, truncation=True, max_length=self.text.max_length)["input_ids"]
+
+    def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
+        """``input_ids`` of ``example["text"]`` (or the already tokenized ``input_ids``)."""
+        ids = example["input_ids"] if "input_ids" in example else self.encode(example["text"])
+        out: dict[str, Any] = {"input_ids": torch.as_tensor(ids, dtype=torch.long)}
+        if "label" in example:
+            out["label"] = example["label"]
+        return out
+
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = pad_batch([ex["input_ids"] for ex in examples], self.tokenizer.pad_token_id)
+        if examples and "label" in examples[0]:
+            batch["labels"] = torch.tensor([ex["label"] for ex in examples])
+        return batch
+
+
+# --------------------------------------------------------------------------- dataset-level
+
+
+def _num_proc(dataset: Any, text: TextConfig) -> int | None:
+    """``data.text.num_proc``, or all cores (up to 8) for datasets large enough to pay off."""
+    if not hasattr(dataset, "num_rows"):  # streaming: map is lazy and single-process
+        return None
+    if text.num_proc is not None:
+        return text.num_proc if text.num_proc > 1 else None
+    cores = min(os.cpu_count() or 1, 8)
+    return cores if cores > 1 and dataset.num_rows >= 50_000 else None
+
+
+def _texts(batch: dict[str, list], text: TextConfig) -> list[str]:
+    texts = [t if isinstance(t, str) else "" for t in batch["text"]]
+    return [t.lower() for t in texts] if text.lowercase else texts
+
+
+def tokenize_dataset(dataset: Any, tokenizer: PreTrainedTokenizerBase, text: TextConfig) -> Any:
+    """One example per text: ``[CLS] ids [SEP]`` truncated to ``max_length``; empty texts dropped."""
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        ids = tokenizer(_texts(batch, text), truncation=True, max_length=text.max_length)["input_ids"]
+        return {"input_ids": [x for x in ids if len(x) > tokenizer.num_special_tokens_to_add()]}
+
+    kwargs = {"num_proc": _num_proc(dataset, text), "desc": "tokenizing"} if hasattr(dataset, "num_rows") else {}
+    return dataset.map(encode, batched=True, remove_columns=list(dataset.column_names), **kwargs)
+
+
+def pack_dataset(
+    dataset: Any, tokenizer: PreTrainedTokenizerBase, text: TextConfig, batch_size: int = 1000
+) -> Any:
+    """Concatenate tokenized texts into blocks of exactly ``max_length`` tokens, no padding.
+
+    Each text's ids (without specials) are followed by ``[SEP]`` (the document boundary)
+    and the stream is cut into ``max_length - 1`` tokens, each block led by ``[CLS]``. Every
+    token of the corpus lands in exactly one block; per ``batch_size`` texts only the last
+    block may be shorter (it is kept, not dropped, and padded in its batch).
+    """
+    if text.max_length < 2:
+        raise ValueError(f"data.text.max_length must be at least 2 to pack, got {text.max_length}")
+    cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    if cls_id is None or sep_id is None:
+        raise ValueError("data.text.packing needs a tokenizer with [CLS]/[SEP] (or BOS/EOS) tokens")
+    span = text.max_length - 1
+
+    def pack(batch: dict[str, list]) -> dict[str, list]:
+        docs = tokenizer(_texts(batch, text), add_special_tokens=False, verbose=False)["input_ids"]
+        stream = [tok for doc in docs if doc for tok in (*doc, sep_id)]
+        return {"input_ids": [[cls_id, *stream[i:i + span]] for i in range(0, len(stream), span)]}
+
+    kwargs = {"num_proc": _num_proc(dataset, text), "desc": "tokenizing and packing"} if hasattr(
+        dataset, "num_rows") else {}
+    return dataset.map(pack, batched=True, batch_size=batch_size,
+                       remove_columns=list(dataset.column_names), **kwargs)
+
+
+# --------------------------------------------------------------------------- masking
+
+
+def word_start_table(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """``[vocab]`` bool: does this token begin a word? Special tokens always do.
+
+    Recognises WordPiece (``##`` continues a word), sentencepiece metaspace (``▁`` starts
+    one) and byte-level BPE (``Ġ`` starts one); other vocabularies cannot do whole-word masking.
+    """
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    tokens = [t or "" for t in tokens]
+    if any(t.startswith("##") for t in tokens):
+        starts = [not t.startswith("##") for t in tokens]
+    elif any(t.startswith("▁") for t in tokens):
+        starts = [t.startswith("▁") for t in tokens]
+    elif any(t.startswith("Ġ") for t in tokens):
+        starts = [t.startswith("Ġ") for t in tokens]
+    else:
+        raise ValueError(
+            "whole-word masking: the tokenizer marks no word boundaries (##, ▁ or Ġ); "
+            "set whole_word_mask: false"
+        )
+    table = torch.tensor(starts, dtype=torch.bool)
+    table[tokenizer.all_special_ids] = True
+    return table
+
+
+class TokenMasker:
+    """BERT's masked-token corruption for batches of token ids.
+
+    Each non-special token is chosen with probability ``mask_prob`` (with ``whole_word``,
+    each word is, and all its pieces follow it); of the chosen, ``replace_prob`` become the
+    mask token, ``random_prob`` a random non-special token, the rest stay unchanged.
+    Labels hold the original id at chosen positions and ``-100`` everywhere else. All
+    randomness comes from the ``generator`` argument, so masks are reproducible and new
+    whenever the caller's seed changes.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        mask_prob: float = 0.15,
+        replace_prob: float = 0.8,
+        random_prob: float = 0.1,
+        whole_word: bool = False,
+    ) -> None:
+        if not 0.0 < mask_prob < 1.0:
+            raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
+        if replace_prob < 0 or random_prob < 0 or replace_prob + random_prob > 1.0:
+            raise ValueError(f"replace_prob + random_prob must be within [0, 1], got {replace_prob} + {random_prob}")
+        if tokenizer.mask_token_id is None:
+            raise ValueError("masking needs a tokenizer with a mask token ([MASK])")
+        self.mask_prob, self.replace_prob, self.random_prob = mask_prob, replace_prob, random_prob
+        self.mask_token_id = tokenizer.mask_token_id
+        self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+        vocab = torch.arange(len(tokenizer))
+        self.random_ids = vocab[~torch.isin(vocab, self.special_ids)]
+        self.word_starts = word_start_table(tokenizer) if whole_word else None
+
+    def chosen_positions(self, input_ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``[batch, length]`` bool: the positions to predict (never special or padding tokens)."""
+        special = torch.isin(input_ids, self.special_ids)
+        draw = torch.rand(input_ids.shape, generator=generator)
+        if self.word_starts is not None:
+            starts = self.word_starts[input_ids] | special
+            positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
+            word_start = torch.where(starts, positions, torch.zeros_like(positions)).cummax(dim=1).values
+            draw = draw.gather(1, word_start)
+        return (draw < self.mask_prob) & ~special
+
+    def __call__(
+        self, input_ids: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(corrupted_ids, labels)`` for ``[batch, length]`` ids; the input is not modified."""
+        chosen = self.chosen_positions(input_ids, generator)
+        labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+        action = torch.rand(input_ids.shape, generator=generator)
+        to_mask = chosen & (action < self.replace_prob)
+        to_random = chosen & (action >= self.replace_prob) & (action < self.replace_prob + self.random_prob)
+        pick = torch.randint(len(self.random_ids), input_ids.shape, generator=generator)
+        corrupted = torch.where(to_mask, torch.full_like(input_ids, self.mask_token_id), input_ids)
+        corrupted = torch.where(to_random, self.random_ids[pick], corrupted)
+        return corrupted, labels
+
+
+def batch_generator(seeds: list[int]) -> torch.Generator:
+    """A generator seeded by a batch's per-example seeds (from ``preprocess``), so the masks
+    depend only on which examples are batched in which epoch, not on workers or resume."""
+    seed = 0
+    for s in seeds:
+        seed = (seed * 1_000_003 + int(s)) % (2**63)
+    return torch.Generator().manual_seed(seed)
