@@ -80,6 +80,7 @@ class DataConfig:
     on_bad_example: Literal["raise", "skip"] = "raise"
     max_bad_fraction: float = 0.1
     num_workers: int = 0
+    group_by_length: bool = False
     image: ImageConfig = field(default_factory=ImageConfig)
     text: TextConfig = field(default_factory=TextConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)

@@ -7,8 +7,11 @@ work after each optimizer step (EMA teachers, temperature schedules).
 
 Evaluation uses the same task without its pretext: ``preprocess(example, train=False)``
 on single labelled examples (no augmentation, no packing), ``collate_eval`` (no masking)
-and ``embed`` for pooled features. Export uses ``export_model`` (the transformers model with
-its pretraining head; its base model is the ``backbone``) and ``processor``.
+and ``embed`` for pooled features. With ``data.group_by_length`` the loop batches examples
+of similar size together, using the sizes the task's ``example_lengths`` gives (it must
+then return them; order still depends only on seed and epoch, so resume stays exact).
+Export uses ``export_model`` (the transformers model with its pretraining head; its base
+model is the ``backbone``) and ``processor``.
 """
 
 from __future__ import annotations
@@ -44,12 +47,17 @@ class PretextTask(nn.Module):
         self.recipe = recipe
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe) -> "PretextTask":
+    def from_recipe(cls, recipe: Recipe) -> PretextTask:
         return cls(recipe)
 
     def prepare_dataset(self, dataset: Any) -> Any:
         """One-off dataset-level work (tokenize and pack, filter); runs before batching."""
         return dataset
+
+    def example_lengths(self, dataset: Any) -> list[int] | None:
+        """Size of each prepared example (samples, tokens) for ``data.group_by_length``;
+        ``None`` means the task cannot tell. Must not fail on bad examples (give them 0)."""
+        return None
 
     def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
         """Decode and transform one example; ``train=False`` turns off random augmentation."""

@@ -30,6 +30,7 @@ from mmssl.data.examples import (
     StreamExamples,
     example_seed,
 )
+from mmssl.data.length_grouping import LengthGroupedSampler
 from mmssl.data.sources import load_data
 from mmssl.recipe import Recipe, save_recipe
 from mmssl.runs import init_weights
@@ -90,6 +91,11 @@ def build_loader(task: PretextTask, data: Any, recipe: Recipe) -> DataLoader:
         return DataLoader(examples, **common)
     examples = MapExamples(data, preprocess, cfg.on_bad_example, recipe.seed)
     sampler = EpochSampler(len(examples), recipe.seed)
+    if cfg.group_by_length:
+        lengths = task.example_lengths(data)
+        if lengths is None:
+            raise ValueError(f"data.group_by_length: task {recipe.task.name!r} cannot tell example lengths")
+        sampler = LengthGroupedSampler(lengths, recipe.train.batch_size, recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
     return DataLoader(examples, sampler=sampler, generator=generator, **common)
 
