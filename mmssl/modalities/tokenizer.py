@@ -11,8 +11,9 @@ Special tokens have fixed ids: ``[PAD]`` 0, ``[UNK]`` 1, ``[CLS]`` 2, ``[SEP]`` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import sentencepiece as spm
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
@@ -24,6 +25,11 @@ PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 #: literal "[MASK]" in the training text is never learned as a piece.
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 SPM_MODEL_FILE = "spm.model"
+
+
+def iter_texts(dataset: Any, limit: int | None = None) -> Iterator[str | None]:
+    """The ``text`` column of a ``datasets`` split, row by row (nothing else is read)."""
+    return islice((row["text"] for row in dataset.select_columns(["text"])), limit)
 
 
 def _clean(texts: Iterable[str | None]) -> Iterator[str]:
@@ -58,6 +64,7 @@ def _fast_tokenizer(model_file: Path, model_max_length: int) -> PreTrainedTokeni
         sep_token=SEP,
         mask_token=MASK,
         model_max_length=model_max_length,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
 
 
