@@ -7,6 +7,7 @@ import random
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sentencepiece as spm
 from transformers import AutoTokenizer
 
 from mmssl.cli import main
@@ -48,6 +49,15 @@ def test_round_trip_and_autotokenizer_loading_give_the_same_ids(trained):
         ids = loaded(text)["input_ids"]
         assert ids == tokenizer(text)["input_ids"]
         assert loaded.decode(ids, skip_special_tokens=True) == text
+
+
+def test_fast_tokenizer_gives_sentencepiece_ids_whatever_the_whitespace(trained):
+    out, tokenizer = trained
+    processor = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
+    texts = [*corpus(50, seed=5), "oil prices fell ", "  oil prices fell", "oil  prices \t fell\n",
+             "oil prices fell\u00a0", " ", "oil ＰＲＩＣＥＳ fell"]
+    for text in texts:
+        assert tokenizer(text, add_special_tokens=False)["input_ids"] == processor.encode(text), repr(text)
 
 
 def test_literal_special_token_text_is_not_a_learned_piece(trained):

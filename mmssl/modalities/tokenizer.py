@@ -47,7 +47,11 @@ def _fast_tokenizer(model_file: Path, model_max_length: int) -> PreTrainedTokeni
     tokenizer = Tokenizer(model)
     charsmap = spec["_spm_precompiled_charsmap"]
     steps = [normalizers.Precompiled(charsmap)] if charsmap else []
-    tokenizer.normalizer = normalizers.Sequence([*steps, normalizers.Replace(Regex(" {2,}"), " ")])
+    # sentencepiece drops leading/trailing whitespace and collapses runs of spaces; without
+    # the Strip a text ending in a space would gain a lone "▁" token
+    tokenizer.normalizer = normalizers.Sequence(
+        [*steps, normalizers.Strip(), normalizers.Replace(Regex(" {2,}"), " ")]
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
