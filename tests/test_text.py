@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import datasets
 import pytest
 import torch
@@ -85,6 +87,16 @@ def test_whole_word_masking_takes_all_pieces_of_a_word(tokenizer):
                 assert chosen[row, pos] == chosen[row, pos - 1]
     words = starts & ~torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
     assert abs(chosen[words].float().mean().item() - 0.3) < 0.05
+
+
+def test_word_starts_follow_the_vocabularys_main_marker(tokenizer):
+    base = word_start_table(tokenizer)
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    assert base.tolist() == [p.startswith("▁") or p in tokenizer.all_special_tokens for p in pieces]
+    with_hashes = copy.deepcopy(tokenizer)  # e.g. markdown headings learned as pieces
+    with_hashes.add_tokens(["##", "###", "##s"])
+    table = word_start_table(with_hashes)
+    assert torch.equal(table[:len(tokenizer)], base)
 
 
 def test_packing_fills_blocks_without_padding_and_keeps_every_token_once(tokenizer):

@@ -192,26 +192,27 @@ def pack_dataset(
 # --------------------------------------------------------------------------- masking
 
 
+#: word-boundary prefixes of common vocabularies, and whether a token carrying one starts a word
+WORD_MARKERS = {"##": False, "▁": True, "Ġ": True}
+
+
 def word_start_table(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
     """``[vocab]`` bool: does this token begin a word? Special tokens always do.
 
     Recognises WordPiece (``##`` continues a word), sentencepiece metaspace (``▁`` starts
     one) and byte-level BPE (``Ġ`` starts one); other vocabularies cannot do whole-word masking.
+    The convention is the marker most tokens carry, not the first one seen: byte-level BPE
+    vocabularies hold markdown's ``##``/``###`` and sentencepiece ones can learn ``##``.
     """
-    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    tokens = [t or "" for t in tokens]
-    if any(t.startswith("##") for t in tokens):
-        starts = [not t.startswith("##") for t in tokens]
-    elif any(t.startswith("▁") for t in tokens):
-        starts = [t.startswith("▁") for t in tokens]
-    elif any(t.startswith("Ġ") for t in tokens):
-        starts = [t.startswith("Ġ") for t in tokens]
-    else:
+    tokens = [t or "" for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
+    counts = {marker: sum(t.startswith(marker) for t in tokens) for marker in WORD_MARKERS}
+    marker = max(counts, key=counts.__getitem__)
+    if counts[marker] == 0:
         raise ValueError(
             "whole-word masking: the tokenizer marks no word boundaries (##, ▁ or Ġ); "
             "set whole_word_mask: false"
         )
-    table = torch.tensor(starts, dtype=torch.bool)
+    table = torch.tensor([t.startswith(marker) == WORD_MARKERS[marker] for t in tokens], dtype=torch.bool)
     table[tokenizer.all_special_ids] = True
     return table
 
