@@ -7,6 +7,7 @@ import math
 import sys
 import wave
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -115,6 +116,8 @@ def test_num_samples_from_header_matches_decoding_and_crop():
     long = {"bytes": wav_bytes(sine(200, 3.0, 8000), 8000)}
     assert audio_num_samples(short, audio) == decode_audio(short, 16000).numel() == 12000
     assert audio_num_samples(long, audio) == 16000
+    decoded = datasets.Audio().decode_example({**short, "path": None})  # a decoded `datasets` cell
+    assert audio_num_samples(decoded, audio) == decode_audio(decoded, 16000).numel() == 12000
 
 
 def test_normalize_waveform_matches_hand_computation():
@@ -234,8 +237,6 @@ def test_unknown_preset_and_field_are_named():
 
 
 def test_fsdd_examples_decode_at_16k(shared_data):
-    import datasets
-
     ds = datasets.load_dataset(
         "parquet", data_files={"train": str(shared_data / "fsdd" / "train.parquet")}, split="train"
     ).cast_column("audio", datasets.Audio(decode=False))

@@ -175,7 +175,8 @@ def audio_num_samples(value: Any, audio: AudioConfig) -> int:
         if isinstance(value, dict) and value.get("array") is not None:
             seconds = len(value["array"]) / int(value["sampling_rate"])
         else:
-            seconds = AudioDecoder(_source(value)).metadata.duration_seconds_from_header
+            decoder = value if isinstance(value, AudioDecoder) else AudioDecoder(_source(value))
+            seconds = decoder.metadata.duration_seconds_from_header
             if seconds is None:
                 seconds = decode_audio(value, audio.sampling_rate).numel() / audio.sampling_rate
     except AudioBackendError:
