@@ -254,3 +254,38 @@ def test_cli_runs_the_fsdd_recipe(shared_data, tmp_path):
     assert all(np.isfinite(m["loss"]) and m["codevector_perplexity"] > 1 for m in lines)
     assert lines[-1]["gumbel_temperature"] == pytest.approx(2.0 * 0.995**2, rel=1e-4)
     assert (run / "checkpoints" / "step_00000003" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_resume_with_length_grouping_gives_the_same_weights(tmp_path):
+    from mmssl.train.checkpoint import model_weights
+
+    data = write_parquet(tmp_path / "train.parquet", corrupt=set())
+    common = {"data": {"data_files": {"train": str(data)}, "group_by_length": True}}
+    straight = recipe(**common, train={"max_steps": 6, "save_every": 0}, output_dir=str(tmp_path / "a"))
+    first = recipe(**common, train={"max_steps": 6, "save_every": 3}, output_dir=str(tmp_path / "b"))
+    final_a = pretrain(straight).checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_after_step_3(first)
+    final_b = pretrain(first, resume="auto").checkpoint
+    a, b = model_weights(final_a), model_weights(final_b)
+    assert b["gumbel_temperature"].item() == pytest.approx(2.0 * 0.999995**6)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def interrupted_after_step_3(cfg) -> None:
+    """Run ``cfg`` and kill it (as Ctrl-C would) right after its step-3 checkpoint."""
+    from unittest import mock
+
+    from mmssl.train import loop
+
+    real_save = loop.save_checkpoint
+
+    def save_then_stop(accelerator, run_dir, state, keep_last):
+        path = real_save(accelerator, run_dir, state, keep_last)
+        if state["step"] == 3:
+            raise KeyboardInterrupt
+        return path
+
+    with mock.patch.object(loop, "save_checkpoint", save_then_stop):
+        pretrain(cfg)
