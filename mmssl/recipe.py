@@ -126,19 +126,34 @@ class TrainConfig:
 class EvalConfig:
     """Downstream evaluation run after pretraining (see docs/evaluation.md)."""
 
-    protocols: list[str] = field(default_factory=list)
+    protocols: list[Literal["linear", "knn", "finetune"]] = field(
+        default_factory=lambda: ["linear", "knn"]
+    )
     data: DataConfig | None = None
     test_split: str = "test"
     label_column: str = "label"
     pooling: Literal["cls", "mean"] = "mean"
-    label_fractions: list[float] = field(default_factory=lambda: [1.0])
+    label_fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    val_fraction: float = 0.1
     knn_k: int = 20
     knn_temperature: float = 0.07
+    linear_lrs: list[float] = field(default_factory=lambda: [1e-3, 1e-2, 1e-1])
+    linear_weight_decays: list[float] = field(default_factory=lambda: [0.0, 1e-4])
+    linear_epochs: int = 100
     batch_size: int = 256
     finetune_epochs: int = 3
-    compare_random_init: bool = True
+    finetune_batch_size: int = 32
+    finetune_lr: float = 1e-3
+    finetune_backbone_lr_scale: float = 0.1
     max_train_examples: int | None = None
     max_test_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.label_fractions if not 0.0 < f <= 1.0]
+        if bad:
+            raise ValueError(f"label_fractions must be in (0, 1], got {bad}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
 @dataclass

@@ -51,5 +51,11 @@ def run(args: argparse.Namespace) -> int:
     result = pretrain(recipe, resume=args.resume)
     loss = result.last_metrics.get("loss")
     print(f"Finished {result.step} steps" + (f", final loss {loss:.4f}" if loss is not None else ""))
+    if recipe.eval is not None:
+        from mmssl.eval.report import markdown_table
+        from mmssl.eval.runner import evaluate_run
+
+        report, _ = evaluate_run(result.run_dir)
+        print(markdown_table(report))
     print(describe_run_dir(result))
     return 0

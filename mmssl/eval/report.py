@@ -1,0 +1,115 @@
+"""Evaluation reports: ``report.json``, a Markdown table and PNG plots.
+
+The JSON holds everything (settings, sizes, every protocol at every label fraction for the
+pretrained backbone and its random-init floor); the Markdown and plots are views of it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+MODELS = ("pretrained", "random_init")
+
+
+def _fraction_label(fraction: str) -> str:
+    return f"{float(fraction) * 100:g}%"
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """One row per (protocol, label fraction): top-1/top-5 pretrained vs random init."""
+    results = report["results"]
+    lines = [
+        f"# Evaluation of `{report['run_dir']}`",
+        "",
+        f"Task `{report['task']}`, checkpoint `{report['checkpoint']}`, "
+        f"{report['sizes']['train']} train / {report['sizes']['val']} val / "
+        f"{report['sizes']['test']} test examples, {report['num_classes']} classes, "
+        f"pooling `{report['settings']['pooling']}`.",
+        "",
+        "| protocol | labels | pretrained top-1 | random init top-1 | gain | pretrained top-5 | random init top-5 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for protocol, by_fraction in results["pretrained"].items():
+        for fraction, scores in by_fraction.items():
+            floor = results["random_init"][protocol][fraction]
+            gain = scores["top1"] - floor["top1"]
+            lines.append(
+                f"| {protocol} | {_fraction_label(fraction)} | {scores['top1']:.4f} | "
+                f"{floor['top1']:.4f} | {gain:+.4f} | {scores['top5']:.4f} | {floor['top5']:.4f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot_label_efficiency(report: dict[str, Any], path: Path) -> None:
+    """Top-1 vs label fraction (log x), one colour per protocol, dashed for the floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, protocol in enumerate(report["results"]["pretrained"]):
+        for model, style in zip(MODELS, ("-o", "--x")):
+            by_fraction = report["results"][model][protocol]
+            xs = [float(f) * 100 for f in by_fraction]
+            ys = [s["top1"] for s in by_fraction.values()]
+            ax.plot(xs, ys, style, color=f"C{i}", label=f"{protocol} ({model.replace('_', ' ')})")
+    ax.set_xscale("log")
+    ax.set_xlabel("training labels used (%)")
+    ax.set_ylabel("test top-1 accuracy")
+    ax.set_title(f"Label efficiency: {report['task']}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def pca_2d(x: torch.Tensor) -> torch.Tensor:
+    """The first two principal components of ``x``."""
+    centered = x.float() - x.float().mean(0)
+    _, _, v = torch.linalg.svd(centered, full_matrices=False)
+    return centered @ v[:2].T
+
+
+def plot_features(features: dict[str, tuple[torch.Tensor, torch.Tensor]], path: Path, limit: int = 2000) -> None:
+    """PCA of test features coloured by class, one panel per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(features), figsize=(5 * len(features), 4.5), squeeze=False)
+    for ax, (name, (x, y)) in zip(axes[0], features.items()):
+        keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:limit]
+        points = pca_2d(x[keep])
+        scatter = ax.scatter(points[:, 0], points[:, 1], c=y[keep], cmap="tab10", s=4)
+        ax.set_title(f"{name.replace('_', ' ')}: PCA of test features")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(scatter, ax=axes[0].tolist(), label="class")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(
+    report: dict[str, Any], out_dir: Path, test_features: dict[str, tuple[torch.Tensor, torch.Tensor]]
+) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md``, ``label_efficiency.png`` and ``features_pca.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out_dir / "report.json",
+        "markdown": out_dir / "report.md",
+        "label_efficiency": out_dir / "label_efficiency.png",
+        "features": out_dir / "features_pca.png",
+    }
+    report["files"] = {k: p.name for k, p in paths.items()}
+    plot_label_efficiency(report, paths["label_efficiency"])
+    plot_features(test_features, paths["features"])
+    paths["markdown"].write_text(markdown_table(report))
+    paths["json"].write_text(json.dumps(report, indent=2))
+    return paths
