@@ -140,3 +140,19 @@ def test_cli_pretrains_agnews_and_the_run_reloads(shared_data, tmp_path, monkeyp
     _, task = load_run(out)
     assert isinstance(task.export_model(), BertForMaskedLM)
     assert len(task.processor()) == len(tokenizer)
+
+
+def test_a_tokenizer_trained_into_a_relative_run_dir_is_found_from_anywhere(tmp_path, monkeypatch):
+    data = tmp_path / "news.parquet"
+    datasets.Dataset.from_dict({"text": corpus(300)}).to_parquet(str(data))
+    monkeypatch.chdir(tmp_path)
+    recipe = recipe_from_dict({
+        "task": {"name": "mlm"}, "output_dir": "runs/rel", "model": {"preset": "nano"},
+        "data": {"source": "parquet", "data_files": {"train": str(data)}, "text": {"vocab_size": 100}},
+    })
+    first = build_task(recipe)
+    saved = Path(recipe.data.text.tokenizer)
+    assert saved.is_absolute() and saved.resolve() == (tmp_path / "runs" / "rel" / "tokenizer").resolve()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # e.g. `mmssl eval /abs/run/dir` from another folder
+    assert build_task(recipe).tokenizer.get_vocab() == first.tokenizer.get_vocab()

@@ -65,7 +65,8 @@ def ensure_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
     """The recipe's tokenizer; if none is named, train one on the data into the run dir."""
     text = recipe.data.text
     if not text.tokenizer:
-        out = recipe.run_dir / "tokenizer"
+        # absolute, so that the run (recipe.yaml) loads from any working directory
+        out = recipe.run_dir.absolute() / "tokenizer"
         if not (out / "tokenizer.json").is_file():
             data = load_data(recipe.data, required=("text",))
             train_tokenizer(iter_texts(data, text.tokenizer_sample), out, vocab_size=text.vocab_size, model_type=text.tokenizer_model,
