@@ -13,6 +13,7 @@ import mmssl
 import mmssl.commands
 from mmssl.data.examples import BadExampleError
 from mmssl.data.sources import DataError
+from mmssl.hub.push import HubError
 from mmssl.recipe import RecipeError
 from mmssl.registry import RegistryError
 from mmssl.train.checkpoint import CheckpointError
@@ -27,6 +28,8 @@ USER_ERRORS = (
     CheckpointError,
     TrainingDivergedError,
     FileNotFoundError,
+    FileExistsError,
+    HubError,
     ValueError,
 )
 

@@ -21,7 +21,12 @@ def find_checkpoint(path: str | Path) -> Path:
 
 
 def init_weights(task: PretextTask, source: str | Path) -> None:
-    """Load a run's (or checkpoint's) task weights into ``task``; shapes must match."""
+    """Load a run's, checkpoint's, exported folder's or Hub model's weights into ``task``."""
+    from mmssl.hub.load import is_pretrained_source, load_pretrained
+
+    if is_pretrained_source(source):
+        load_pretrained(task, source)
+        return
     state = model_weights(find_checkpoint(source))
     result = task.load_state_dict(state, strict=False)
     if result.unexpected_keys:

@@ -44,10 +44,35 @@ def describe_run_dir(result) -> str:
     return "\n".join(lines)
 
 
+def check_hub(recipe) -> None:
+    """Fail before training, not after it, when ``hub.push`` cannot work."""
+    from mmssl.hub.push import HubError, require_token
+
+    if not recipe.hub.repo_id:
+        raise HubError("hub.repo_id: required with hub.push: true (e.g. your-user/mae-cifar10)")
+    require_token()
+
+
+def push_run(recipe, run_dir) -> None:
+    """``hub.push``: export the finished run and push it, from the main process only."""
+    from accelerate import PartialState
+
+    from mmssl.hub.push import push
+
+    if not PartialState().is_main_process:
+        return
+    hub = recipe.hub
+    url = push(run_dir, hub.repo_id, private=hub.private, revision=hub.revision,
+               commit_message=hub.commit_message)
+    print(f"Pushed to the Hub: {url}")
+
+
 def run(args: argparse.Namespace) -> int:
     from mmssl.train.loop import pretrain
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if recipe.hub.push:
+        check_hub(recipe)
     result = pretrain(recipe, resume=args.resume)
     loss = result.last_metrics.get("loss")
     print(f"Finished {result.step} steps" + (f", final loss {loss:.4f}" if loss is not None else ""))
@@ -58,4 +83,6 @@ def run(args: argparse.Namespace) -> int:
         report, _ = evaluate_run(result.run_dir)
         print(markdown_table(report))
     print(describe_run_dir(result))
+    if recipe.hub.push:
+        push_run(recipe, result.run_dir)
     return 0

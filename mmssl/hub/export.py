@@ -1,0 +1,110 @@
+"""Export a run as a folder that plain transformers loads, without importing mmssl.
+
+Layout (the same for every task)::
+
+    OUT_DIR/
+      README.md                model card (Hub metadata, recipe, training, eval results)
+      config.json              the pretraining model: task.export_model()
+      model.safetensors        (ViTMAEForPreTraining, BertForMaskedLM, Wav2Vec2ForPreTraining)
+      <processor files>        task.processor(): image processor, tokenizer or feature extractor
+      mmssl_recipe.yaml        the resolved recipe, to reproduce or continue the run
+      encoder/                 the backbone alone, for features and fine-tuning (AutoModel)
+        config.json, model.safetensors, <processor files>
+
+The root reloads with ``AutoModelForPreTraining`` / ``AutoModelForMaskedLM`` to continue
+pretraining; ``encoder/`` is what downstream users want. MAE's backbone is converted to a
+plain ``ViTModel`` there: ``ViTMAEModel`` shuffles and masks patches on every call, which is
+right for pretraining and wrong for feature extraction; the weights map one to one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import PreTrainedModel, ViTConfig, ViTModel
+
+from mmssl.hub.card import model_card
+from mmssl.recipe import save_recipe
+from mmssl.runs import load_run
+
+ENCODER_DIR = "encoder"
+RECIPE_FILE = "mmssl_recipe.yaml"
+
+#: the ViTMAE config fields that define the ViT encoder (the rest is the decoder and masking).
+_VIT_FIELDS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps",
+    "image_size", "patch_size", "num_channels", "qkv_bias",
+)
+
+
+def vit_mae_encoder_to_vit(encoder: PreTrainedModel) -> ViTModel:
+    """A mask-free ``ViTModel`` (no pooler: MAE trains none) with the MAE encoder's weights."""
+    config = ViTConfig(**{name: getattr(encoder.config, name) for name in _VIT_FIELDS})
+    vit = ViTModel(config, add_pooling_layer=False)
+    vit.load_state_dict(encoder.state_dict(), strict=True)
+    return vit.eval()
+
+
+#: backbones that need converting before they make a good standalone encoder, by class name.
+ENCODER_CONVERTERS: dict[str, Callable[[PreTrainedModel], PreTrainedModel]] = {
+    "ViTMAEModel": vit_mae_encoder_to_vit,
+}
+
+
+def standalone_encoder(backbone: nn.Module) -> PreTrainedModel:
+    """The backbone as a transformers model that ``AutoModel`` reloads as is."""
+    if not isinstance(backbone, PreTrainedModel):
+        raise ValueError(f"the task's backbone is a {type(backbone).__name__}, not a transformers model")
+    convert = ENCODER_CONVERTERS.get(type(backbone).__name__)
+    return convert(backbone) if convert else backbone
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} is not empty: choose another folder or pass --overwrite")
+
+
+def write_export(task: Any, recipe: Any, out_dir: Path, run_dir: Path | None = None) -> None:
+    """Write the pretraining model, its encoder, processor, recipe and card into ``out_dir``."""
+    model = task.export_model()
+    processor = task.processor()
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    encoder_dir = out_dir / ENCODER_DIR
+    encoder = standalone_encoder(task.backbone)
+    encoder.save_pretrained(encoder_dir)
+    processor.save_pretrained(encoder_dir)
+    save_recipe(recipe, out_dir / RECIPE_FILE)
+    model_card(recipe, task, run_dir, type(encoder).__name__).save(out_dir / "README.md")
+
+
+def export(
+    run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | None = None, overwrite: bool = False
+) -> Path:
+    """Export the latest (or given) checkpoint of ``run_dir`` to ``out_dir``; returns ``out_dir``.
+
+    The folder is written under a temporary name next to ``out_dir`` and renamed when
+    complete, so an interrupted export never leaves a half-written model behind.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    _check_out_dir(out_dir, overwrite)
+    recipe, task = load_run(run_dir, checkpoint)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
+    try:
+        write_export(task, recipe, tmp, run_dir)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,86 @@
+"""Model cards: Hub metadata, training facts and eval metrics read from the run directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from hub_helpers import train_tiny_mae
+from huggingface_hub import ModelCard
+
+from mmssl.hub.card import eval_rows, model_card
+from mmssl.runs import load_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run_dir = train_tiny_mae(tmp_path_factory.mktemp("hub-card") / "run",
+                             hub={"repo_id": "someone/mae-digits", "license": "mit"})
+    (run_dir / "eval").mkdir()
+    scores = {"linear": {"1.0": {"top1": 0.875, "top5": 0.99}, "0.1": {"top1": 0.5, "top5": None}},
+              "knn": {"1.0": {"top1": 0.75, "top5": float("nan")}}}
+    floor = {"linear": {"1.0": {"top1": 0.25, "top5": 0.6}, "0.1": {"top1": 0.2, "top5": 0.5}},
+             "knn": {"1.0": {"top1": 0.3, "top5": 0.7}}}
+    (run_dir / "eval" / "report.json").write_text(json.dumps({  # as mmssl eval writes it
+        "task": "mae", "data": {"train": {"source": "parquet", "path": None}, "test_split": "test"},
+        "results": {"pretrained": scores, "random_init": floor},
+    }))
+    return run_dir
+
+
+def test_card_has_hub_metadata_and_model_index(run_dir):
+    recipe, task = load_run(run_dir)
+    card = ModelCard(str(model_card(recipe, task, run_dir)))
+    meta = card.data.to_dict()
+    assert meta["library_name"] == "transformers"
+    assert meta["license"] == "mit"
+    assert meta["pipeline_tag"] == "image-feature-extraction"
+    assert {"mmssl", "self-supervised-learning", "mae", "vision"} <= set(meta["tags"])
+    assert "datasets" not in meta  # scikit-learn digits are not a Hub data set
+    (entry,) = meta["model-index"]
+    assert entry["name"] == "someone/mae-digits"
+    metrics = {(m["name"], m["type"]): m["value"] for r in entry["results"] for m in r["metrics"]}
+    assert metrics == {("linear accuracy", "accuracy"): 0.875,
+                       ("linear top_5_accuracy", "top_5_accuracy"): 0.99,
+                       ("linear (10% labels) accuracy", "accuracy"): 0.5, ("knn accuracy", "accuracy"): 0.75}
+    assert {r["dataset"]["split"] for r in entry["results"]} == {"test"}
+
+
+def test_card_body_has_training_facts_recipe_and_usage(run_dir):
+    recipe, task = load_run(run_dir)
+    text = card_text = str(model_card(recipe, task, run_dir))
+    state = json.loads(next((run_dir / "checkpoints").iterdir()).joinpath("trainer_state.json").read_text())
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert f"- steps: {state['step']}" in text and state["step"] == 3
+    assert f"- final loss: {last['loss']:.4f} (step 3)" in text
+    assert "- hardware: 1 x" in text and "(cpu)" in text
+    assert "| linear | accuracy | 0.8750 | 0.2500 |" in text
+    assert 'AutoModel.from_pretrained(repo, subfolder="encoder")' in text
+    embedded = card_text.split("```yaml\n")[1].split("```")[0]
+    assert yaml.safe_load(embedded) == yaml.safe_load((run_dir / "recipe.yaml").read_text())
+
+
+def test_card_without_run_files_leaves_those_sections_out(run_dir, tmp_path):
+    recipe, task = load_run(run_dir)
+    text = str(model_card(recipe, task, tmp_path))
+    assert "## Training" not in text and "## Evaluation" not in text
+    assert "model-index" not in text and "## Recipe" in text
+
+
+def test_hub_dataset_is_listed_in_metadata(run_dir):
+    from dataclasses import replace
+
+    recipe, task = load_run(run_dir)
+    recipe = replace(recipe, data=replace(recipe.data, source="hub", path="uoft-cs/cifar10"))
+    meta = ModelCard(str(model_card(recipe, task))).data.to_dict()
+    assert meta["datasets"] == ["uoft-cs/cifar10"]
+
+
+def test_eval_rows_read_record_lists_and_nested_reports():
+    rows = eval_rows({"results": [{"protocol": "probe", "metric": "accuracy", "value": 0.5},
+                                  {"protocol": "broken", "metric": "accuracy"}]})
+    assert [(r["protocol"], r["metric"], r["value"]) for r in rows] == [("probe", "accuracy", 0.5)]
+    rows = eval_rows({"linear_probe": {"accuracy": 0.9, "n": "x"}, "knn": {"k20": {"top1": 0.7}}})
+    assert [(r["protocol"], r["metric"], r["value"]) for r in rows] == [
+        ("linear_probe", "accuracy", 0.9), ("knn.k20", "top1", 0.7)]

@@ -1,0 +1,57 @@
+"""``model.init_from`` an exported folder: the weights arrive exactly, mismatches are errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hub_helpers import TINY_MAE, train_tiny_mae
+
+from mmssl.hub import export
+from mmssl.hub.load import is_pretrained_source
+from mmssl.recipe import recipe_from_dict
+from mmssl.runs import init_weights, load_run
+from mmssl.tasks.base import build_task
+from mmssl.train.checkpoint import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub-init")
+    run_dir = train_tiny_mae(root / "run")
+    return run_dir, export(run_dir, root / "export")
+
+
+def test_init_from_export_copies_every_weight(exported):
+    run_dir, folder = exported
+    _, trained = load_run(run_dir)
+    torch.manual_seed(123)
+    task = build_task(recipe_from_dict({**TINY_MAE, "model": {**TINY_MAE["model"], "init_from": str(folder)}}))
+    before = {k: v.clone() for k, v in task.state_dict().items()}
+    init_weights(task, task.recipe.model.init_from)
+    after, expected = task.state_dict(), trained.state_dict()
+    assert after.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(after[key], expected[key]), key
+    assert any(not torch.equal(before[k], expected[k]) for k in expected)
+
+
+def test_init_from_a_different_architecture_names_the_weights(exported):
+    _, folder = exported
+    model = {**TINY_MAE["model"], "config": {**TINY_MAE["model"]["config"], "hidden_size": 48}}
+    task = build_task(recipe_from_dict({**TINY_MAE, "model": model}))
+    with pytest.raises(CheckpointError, match="does not fit the recipe's model.*48"):
+        init_weights(task, folder)
+
+
+def test_init_from_the_encoder_folder_is_refused_with_the_model_types(exported):
+    _, folder = exported
+    task = build_task(recipe_from_dict(TINY_MAE))
+    with pytest.raises(CheckpointError, match="'vit' model, this task trains 'vit_mae'"):
+        init_weights(task, folder / "encoder")
+
+
+def test_sources_are_told_apart(exported, tmp_path):
+    run_dir, folder = exported
+    assert is_pretrained_source(folder) and is_pretrained_source("someone/mae-digits")
+    assert not is_pretrained_source(run_dir) and not is_pretrained_source(tmp_path)
+    assert not is_pretrained_source("not-a-hub-id")
