@@ -13,6 +13,7 @@ from test_tokenizer import corpus
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertForMaskedLM, RobertaForMaskedLM
 
 from mmssl.cli import main
+from mmssl.data.examples import MapExamples
 from mmssl.modalities.text import IGNORE_INDEX
 from mmssl.modalities.tokenizer import train_tokenizer
 from mmssl.recipe import recipe_from_dict
@@ -50,17 +51,23 @@ def train_examples(task, texts, seed=0):
 
 def test_collate_masks_packed_blocks_reproducibly_and_anew_each_epoch(tokenizer_dir):
     task = make_task(tokenizer_dir)
-    epoch0 = train_examples(task, corpus(40))
-    a, b = task.collate(epoch0[:8]), task.collate(epoch0[:8])
+    packed = task.prepare_dataset(datasets.Dataset.from_dict({"text": corpus(40)}))
+    examples = MapExamples(packed, task.preprocess, "raise", seed=0)  # the loop's seeding
+
+    def batch(epoch):
+        examples.set_epoch(epoch)
+        return task.collate([examples[i] for i in range(8)])
+
+    a, b, later = batch(0), batch(0), batch(1)
     assert a["input_ids"].shape == (8, 32) and bool(a["attention_mask"].all())
     assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["mlm_labels"], b["mlm_labels"])
-    epoch1 = task.collate(train_examples(task, corpus(40), seed=1)[:8])
-    assert not torch.equal(a["mlm_labels"], epoch1["mlm_labels"])
+    assert not torch.equal(a["mlm_labels"], later["mlm_labels"])
     assert (a["mlm_labels"] != IGNORE_INDEX).any()
-    plain = task.collate_eval(epoch0[:8])
+    examples.set_epoch(0)
+    plain = task.collate_eval([examples[i] for i in range(8)])
     assert "mlm_labels" not in plain
-    assert torch.equal(plain["input_ids"][a["mlm_labels"] == IGNORE_INDEX],
-                       a["input_ids"][a["mlm_labels"] == IGNORE_INDEX])
+    kept = a["mlm_labels"] == IGNORE_INDEX
+    assert torch.equal(plain["input_ids"][kept], a["input_ids"][kept])
 
 
 @pytest.mark.parametrize("architecture", ["bert", "roberta"])

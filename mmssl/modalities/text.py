@@ -157,7 +157,7 @@ def tokenize_dataset(dataset: Any, tokenizer: PreTrainedTokenizerBase, text: Tex
         return {"input_ids": [x for x in ids if len(x) > tokenizer.num_special_tokens_to_add()]}
 
     kwargs = {"num_proc": _num_proc(dataset, text), "desc": "tokenizing"} if hasattr(dataset, "num_rows") else {}
-    return dataset.map(encode, batched=True, remove_columns=list(dataset.column_names), **kwargs)
+    return dataset.map(encode, batched=True, remove_columns=list(dataset.column_names or []), **kwargs)
 
 
 def pack_dataset(
@@ -186,7 +186,7 @@ def pack_dataset(
     kwargs = {"num_proc": _num_proc(dataset, text), "desc": "tokenizing and packing"} if hasattr(
         dataset, "num_rows") else {}
     return dataset.map(pack, batched=True, batch_size=batch_size,
-                       remove_columns=list(dataset.column_names), **kwargs)
+                       remove_columns=list(dataset.column_names or []), **kwargs)
 
 
 # --------------------------------------------------------------------------- masking
