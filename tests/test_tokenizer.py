@@ -66,6 +66,14 @@ def test_literal_special_token_text_is_not_a_learned_piece(trained):
     assert pieces.count("[MASK]") == 1 and pieces.count("[CLS]") == 1
 
 
+def test_rare_ascii_characters_are_not_unknown(tmp_path):
+    # one "Zurich?" in ~100k characters: below sentencepiece's 0.9995 character coverage
+    tokenizer = train_tokenizer([*corpus(), "oil prices in Zurich?"], tmp_path, vocab_size=300)
+    ids = tokenizer("Zurich! XYZ? {~}")["input_ids"]
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "Zurich! XYZ? {~}"
+
+
 def test_lowercase_folds_case_at_encoding_time(tmp_path):
     tokenizer = train_tokenizer(corpus(300), tmp_path, vocab_size=80, lowercase=True)
     assert tokenizer("Oil PRICES fell")["input_ids"] == tokenizer("oil prices fell")["input_ids"]

@@ -25,6 +25,9 @@ PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 #: literal "[MASK]" in the training text is never learned as a piece.
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 SPM_MODEL_FILE = "spm.model"
+#: printable ASCII is kept in vocabularies of at least 256 tokens: ``character_coverage``
+#: drops the rarest characters, and in English news that made "Z", "X", "?" and "!" unknown
+ASCII_CHARS = "".join(chr(c) for c in range(33, 127))
 
 
 def iter_texts(dataset: Any, limit: int | None = None) -> Iterator[str | None]:
@@ -86,7 +89,9 @@ def train_tokenizer(
 
     ``vocab_size`` is an upper bound (a small corpus gives fewer pieces rather than an
     error); ``max_sentences`` caps how many texts sentencepiece samples; ``lowercase`` folds
-    case in the normalizer, so it applies at encoding time too.
+    case in the normalizer, so it applies at encoding time too. Characters outside
+    ``character_coverage`` become ``[UNK]``, except printable ASCII when ``vocab_size`` is
+    at least 256 (smaller vocabularies have no room for all of it).
     """
     if model_type not in ("unigram", "bpe"):
         raise ValueError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}")
@@ -104,6 +109,7 @@ def train_tokenizer(
         yield first
         yield from sentences
 
+    required = "".join(sorted(set(ASCII_CHARS.lower() if lowercase else ASCII_CHARS)))
     with model_file.open("wb") as writer:
         spm.SentencePieceTrainer.train(
             sentence_iterator=all_sentences(),
@@ -112,6 +118,7 @@ def train_tokenizer(
             vocab_size=vocab_size,
             hard_vocab_limit=False,
             character_coverage=character_coverage,
+            required_chars=required if vocab_size >= 256 else "",
             input_sentence_size=max_sentences,
             shuffle_input_sentence=True,
             normalization_rule_name="nmt_nfkc_cf" if lowercase else "nmt_nfkc",
