@@ -55,3 +55,13 @@ def test_sources_are_told_apart(exported, tmp_path):
     assert is_pretrained_source(folder) and is_pretrained_source("someone/mae-digits")
     assert not is_pretrained_source(run_dir) and not is_pretrained_source(tmp_path)
     assert not is_pretrained_source("not-a-hub-id")
+
+
+def test_init_from_refuses_a_task_whose_export_is_a_copy(exported):
+    import copy
+
+    _, folder = exported
+    task = build_task(recipe_from_dict(TINY_MAE))
+    task.export_model = lambda: copy.deepcopy(task.model)
+    with pytest.raises(CheckpointError, match="copies of its weights"):
+        init_weights(task, folder)

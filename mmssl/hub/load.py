@@ -2,7 +2,8 @@
 
 The source is loaded with the class of the task's own ``export_model()`` and its weights
 are copied in, so the recipe's architecture must match the exported one; a mismatch is an
-error that lists the differing weights rather than a silent partial load.
+error that lists the differing weights rather than a silent partial load, and so is a task
+whose ``export_model()`` is a copy (CLIP's dual encoder) rather than its own modules.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ def is_pretrained_source(source: str | Path) -> bool:
 def load_pretrained(task: Any, source: str | Path) -> None:
     """Copy the weights of an exported folder or Hub model into ``task.export_model()``."""
     target = task.export_model()
+    own = {id(p) for p in task.parameters()}
+    copies = [name for name, p in target.named_parameters() if id(p) not in own]
+    if copies:
+        raise CheckpointError(
+            f"model.init_from: task {task.recipe.task.name!r} exports a new model built from copies "
+            f"of its weights ({copies[0]}, ...), so loading into it would change nothing; "
+            "start from an mmssl run directory instead"
+        )
     try:
         config = AutoConfig.from_pretrained(str(source))
     except (OSError, ValueError) as err:
