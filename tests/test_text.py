@@ -115,6 +115,17 @@ def test_packing_fills_blocks_without_padding_and_keeps_every_token_once(tokeniz
     assert [t for b in blocks for t in b[1:]] == expected
 
 
+def test_streams_that_do_not_list_their_columns_pack_and_tokenize_like_datasets(tokenizer):
+    texts = corpus(120, seed=6) + [""]
+    table = datasets.Dataset.from_dict({"text": texts, "label": [1] * len(texts)})
+    stream = table.to_iterable_dataset().map(lambda batch: batch, batched=True)
+    assert stream.column_names is None  # as for many Hub streams
+    text_cfg = TextConfig(max_length=16)
+    for prepare in (pack_dataset, tokenize_dataset):
+        rows = list(prepare(stream, tokenizer, text_cfg))
+        assert rows == list(prepare(table, tokenizer, text_cfg)), prepare.__name__
+
+
 def test_unpacked_examples_are_single_truncated_texts(tokenizer):
     texts = ["oil prices fell", "", " ".join(["market"] * 50)]
     out = tokenize_dataset(datasets.Dataset.from_dict({"text": texts}), tokenizer, TextConfig(max_length=12))

@@ -157,7 +157,7 @@ def tokenize_dataset(dataset: Any, tokenizer: PreTrainedTokenizerBase, text: Tex
         return {"input_ids": [x for x in ids if len(x) > tokenizer.num_special_tokens_to_add()]}
 
     kwargs = {"num_proc": _num_proc(dataset, text), "desc": "tokenizing"} if hasattr(dataset, "num_rows") else {}
-    return dataset.map(encode, batched=True, remove_columns=list(dataset.column_names or []), **kwargs)
+    return dataset.select_columns(["text"]).map(encode, batched=True, remove_columns=["text"], **kwargs)
 
 
 def pack_dataset(
@@ -185,8 +185,9 @@ def pack_dataset(
 
     kwargs = {"num_proc": _num_proc(dataset, text), "desc": "tokenizing and packing"} if hasattr(
         dataset, "num_rows") else {}
-    return dataset.map(pack, batched=True, batch_size=batch_size,
-                       remove_columns=list(dataset.column_names or []), **kwargs)
+    # selecting the column first works for streams that do not list their columns too
+    return dataset.select_columns(["text"]).map(pack, batched=True, batch_size=batch_size,
+                                                remove_columns=["text"], **kwargs)
 
 
 # --------------------------------------------------------------------------- masking
