@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,10 +32,11 @@ def train_tiny_mae(run_dir: Path, **sections: Any) -> Path:
 
 
 class FakeHub:
-    """The Hub endpoints huggingface_hub 2.4's create_repo/create_branch/create_commit call.
+    """The Hub endpoints huggingface_hub 2.4's create_repo/create_branch/create_commit call,
+    and file downloads (``resolve``) of what was committed.
 
-    Every request is recorded (method, path, whether the token matched); commits keep their
-    files decoded. Preupload answers "regular" for every file, so contents travel inline.
+    Every request is recorded (method, path); commits keep their files decoded. Preupload
+    answers "regular" for every file, so contents travel inline.
     """
 
     def __init__(self, token: str) -> None:
@@ -56,9 +58,39 @@ class FakeHub:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def committed_file(self) -> bytes | None:
+                """``/{namespace}/{name}/resolve/{revision}/{path}``: the last commit's copy."""
+                parts = self.path.split("?")[0].split("/")
+                if len(parts) < 6 or parts[3] != "resolve":
+                    return None
+                repo, name = "/".join(parts[1:3]), "/".join(parts[5:])
+                for commit in reversed(hub.commits):
+                    if commit["path"].startswith(f"/api/models/{repo}/commit/") and name in commit["files"]:
+                        return commit["files"][name]
+                return None
+
+            def send_file(self, with_body: bool) -> None:
+                hub.calls.append(("GET" if with_body else "HEAD", self.path.split("?")[0]))
+                content = self.committed_file()
+                if content is None:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", "a" * 40)
+                self.send_header("ETag", f'"{hashlib.sha256(content).hexdigest()}"')
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(content)
+
+            def do_HEAD(self) -> None:
+                self.send_file(with_body=False)
+
             def do_GET(self) -> None:
-                hub.calls.append(("GET", self.path))
-                self.reply(404, {"error": "not found"})
+                self.send_file(with_body=True)
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))

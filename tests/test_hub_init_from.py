@@ -65,3 +65,29 @@ def test_init_from_refuses_a_task_whose_export_is_a_copy(exported):
     task.export_model = lambda: copy.deepcopy(task.model)
     with pytest.raises(CheckpointError, match="copies of its weights"):
         init_weights(task, folder)
+
+
+def test_init_from_a_hub_id_round_trips_through_push(exported, monkeypatch, tmp_path):
+    from hub_helpers import FakeHub
+    from huggingface_hub import constants
+
+    from mmssl.hub import push
+
+    run_dir, folder = exported
+    _, trained = load_run(run_dir)
+    with FakeHub("hf_token123") as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.setenv("HF_TOKEN", "hf_token123")
+        # huggingface_hub builds download URLs from the endpoint it read at import
+        monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+        push(folder, "someone/mae-digits")
+        task = build_task(recipe_from_dict({**TINY_MAE, "model": {**TINY_MAE["model"],
+                                                                   "init_from": "someone/mae-digits"}}))
+        init_weights(task, task.recipe.model.init_from)
+    assert ("GET", "/someone/mae-digits/resolve/main/model.safetensors") in hub.calls
+    expected = trained.state_dict()
+    for key, value in task.state_dict().items():
+        assert torch.equal(value, expected[key]), key
