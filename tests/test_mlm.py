@@ -70,6 +70,7 @@ def test_collate_masks_packed_blocks_reproducibly_and_anew_each_epoch(tokenizer_
     assert torch.equal(plain["input_ids"][kept], a["input_ids"][kept])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["bert", "roberta"])
 def test_loss_falls_on_a_fixed_batch(tokenizer_dir, architecture):
     task = make_task(tokenizer_dir, architecture=architecture, mask_prob=0.3)
@@ -129,6 +130,7 @@ def test_unset_tokenizer_is_a_clear_error_when_it_cannot_be_trained(tmp_path):
         build_task(recipe)
 
 
+@pytest.mark.slow
 def test_cli_pretrains_agnews_and_the_run_reloads(shared_data, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # the recipe names ../shared/data relative to the repository root
     out = tmp_path / "mlm"
