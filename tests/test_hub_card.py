@@ -18,12 +18,15 @@ def run_dir(tmp_path_factory):
     run_dir = train_tiny_mae(tmp_path_factory.mktemp("hub-card") / "run",
                              hub={"repo_id": "someone/mae-digits", "license": "mit"})
     (run_dir / "eval").mkdir()
-    scores = {"linear": {"1.0": {"top1": 0.875, "top5": 0.99}, "0.1": {"top1": 0.5, "top5": None}},
+    scores = {"linear": {"1.0": {"top1": 0.875, "top5": 0.99, "num_labels": 449},
+                         "0.1": {"top1": 0.5, "top5": None}},
               "knn": {"1.0": {"top1": 0.75, "top5": float("nan")}}}
     floor = {"linear": {"1.0": {"top1": 0.25, "top5": 0.6}, "0.1": {"top1": 0.2, "top5": 0.5}},
              "knn": {"1.0": {"top1": 0.3, "top5": 0.7}}}
     (run_dir / "eval" / "report.json").write_text(json.dumps({  # as mmssl eval writes it
-        "task": "mae", "data": {"train": {"source": "parquet", "path": None}, "test_split": "test"},
+        "task": "mae", "test_split": "test",
+        "data": {"train": {"source": "parquet", "path": None,
+                           "data_files": {"test": "../shared/data/mnist/test.parquet"}}, "test_split": "test"},
         "results": {"pretrained": scores, "random_init": floor},
     }))
     return run_dir
@@ -44,7 +47,7 @@ def test_card_has_hub_metadata_and_model_index(run_dir):
     assert metrics == {("linear accuracy", "accuracy"): 0.875,
                        ("linear top_5_accuracy", "top_5_accuracy"): 0.99,
                        ("linear (10% labels) accuracy", "accuracy"): 0.5, ("knn accuracy", "accuracy"): 0.75}
-    assert {r["dataset"]["split"] for r in entry["results"]} == {"test"}
+    assert {(r["dataset"]["name"], r["dataset"]["split"]) for r in entry["results"]} == {("mnist", "test")}
 
 
 def test_card_body_has_training_facts_recipe_and_usage(run_dir):

@@ -64,11 +64,22 @@ def _number(value: Any) -> float | None:
 METRIC_TYPES = {"top1": "accuracy", "top5": "top_5_accuracy"}
 
 
+def _report_dataset(data: dict[str, Any], split: Any) -> str | None:
+    """A readable name for the evaluation data: the Hub id, or the folder of the split's file."""
+    if data.get("source") == "hub" and data.get("path"):
+        return str(data["path"])
+    files = data.get("data_files") if isinstance(data.get("data_files"), dict) else {}
+    file = files.get(split) or files.get("train")
+    if isinstance(file, str):
+        return Path(file).parent.name or file
+    return data.get("path") or data.get("source")
+
+
 def _mmssl_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of ``mmssl eval``'s report: pretrained scores per protocol and label fraction."""
     data = report.get("data") if isinstance(report.get("data"), dict) else {}
     train = data.get("train") if isinstance(data.get("train"), dict) else {}
-    dataset = train.get("path") or train.get("source")
+    dataset = _report_dataset(train, data.get("test_split"))
     floor = report["results"].get("random_init") or {}
     rows = []
     for protocol, by_fraction in report["results"]["pretrained"].items():
@@ -82,7 +93,7 @@ def _mmssl_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             except ValueError:
                 labels = f" ({fraction})"
             for key, value in scores.items():
-                if (value := _number(value)) is None:
+                if key not in METRIC_TYPES or (value := _number(value)) is None:
                     continue
                 baseline = _number(((floor.get(protocol) or {}).get(fraction) or {}).get(key))
                 rows.append({"protocol": f"{protocol}{labels}", "metric": METRIC_TYPES.get(key, key),
@@ -156,7 +167,7 @@ def card_data(recipe: Recipe, task: Any, rows: list[dict[str, Any]]) -> ModelCar
             dataset_split=row["split"] or (recipe.eval.test_split if recipe.eval else None),
             metric_type=row["metric"],
             metric_name=f"{row['protocol']} {row['metric']}",
-            metric_value=row["value"],
+            metric_value=round(row["value"], 4),
         )
         for row in rows
     ]
@@ -251,8 +262,8 @@ def model_card(
             for r in rows
         ]
         sections.append(
-            "## Evaluation\n\nFrozen-backbone probes of the pretrained encoder; the same probes "
-            "on a randomly initialized encoder of the same shape give the floor.\n\n" + "\n".join(table)
+            "## Evaluation\n\nProbes of the pretrained encoder by `mmssl eval`; the same probes on "
+            "a randomly initialized encoder of the same shape give the floor.\n\n" + "\n".join(table)
         )
     recipe_yaml = yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False)
     sections.append(
