@@ -1,0 +1,1 @@
+"""Random augmentations per modality; they run in DataLoader workers (``preprocess``)."""
