@@ -1,0 +1,65 @@
+"""BYOL: an online network predicts the EMA target network's projection of another view
+(Grill et al., 2020); no negatives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from mmssl.augment.vision import ViewConfig
+from mmssl.heads.ssl import MLPHead
+from mmssl.losses.byol import byol_loss
+from mmssl.recipe import Recipe, TaskConfig
+from mmssl.registry import TASKS
+from mmssl.tasks.base import TaskOutput
+from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
+from mmssl.tasks.vit_views import ViTViewsTask
+
+
+@dataclass
+class BYOLConfig(TaskConfig):
+    """``task:`` fields of BYOL."""
+
+    modality: Literal["vision"] = "vision"
+    projection_dim: int = 256
+    hidden_dim: int = 1024
+    momentum: float = 0.99
+    pooling: Literal["cls", "mean"] = "cls"
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    color_jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {self.momentum}")
+
+
+@TASKS.register("byol", config=BYOLConfig)
+class BYOLTask(ViTViewsTask):
+    """Online encoder + projector + predictor against an EMA target encoder + projector."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        cfg: BYOLConfig = recipe.task
+        view = ViewConfig(recipe.data.image.size, tuple(cfg.crop_scale), recipe.data.image.horizontal_flip,
+                          cfg.color_jitter)
+        super().__init__(recipe, [view, view])
+        self.cfg = cfg
+        self.projector = MLPHead(self.feature_dim, cfg.hidden_dim, cfg.projection_dim)
+        self.predictor = MLPHead(cfg.projection_dim, cfg.hidden_dim, cfg.projection_dim)
+        self.target_encoder = make_teacher(self.encoder)
+        self.target_projector = make_teacher(self.projector)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
+        first, second = self.view_batches(batch)
+        both = torch.cat([first, second])
+        p0, p1 = self.predictor(self.projector(self.features(self.encoder, both))).chunk(2)
+        with torch.no_grad():
+            z0, z1 = self.target_projector(self.features(self.target_encoder, both)).chunk(2)
+        loss = (byol_loss(p0, z1) + byol_loss(p1, z0)) / 2
+        return TaskOutput(loss)
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        momentum = momentum_at(step, total_steps, self.cfg.momentum)
+        ema_update(self.target_encoder, self.encoder, momentum)
+        ema_update(self.target_projector, self.projector, momentum)
