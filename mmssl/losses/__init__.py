@@ -1,0 +1,1 @@
+"""Loss functions as plain functions of tensors, shared by tasks and tests."""

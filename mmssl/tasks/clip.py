@@ -1,0 +1,234 @@
+"""CLIP-style alignment of two modalities: two towers, projections, symmetric InfoNCE.
+
+Each tower (``mmssl.modalities.towers``) pools its backbone's output; a projection head
+maps it to ``embed_dim``; embeddings are L2-normalised and scored with a learnable logit
+scale (1/temperature, capped at ``max_logit_scale`` as in CLIP). Pairs come from one
+dataset with a column per modality, from a second dataset sharing labels
+(``pair_with``: each example meets a random partner of its class, new every epoch), or
+from label names through prompt templates (text side). See docs/clip.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmssl.data.pairing import ClassPairing, PromptText, class_names, pick_caption
+from mmssl.data.sources import DataError, load_data
+from mmssl.heads.projection import ProjectionHead
+from mmssl.losses.infonce import clip_logit_scale, clip_loss, init_log_scale
+from mmssl.modalities.towers import ROLES, Tower, TowerConfig, build_tower
+from mmssl.recipe import DataConfig, Recipe, TaskConfig
+from mmssl.registry import TASKS
+from mmssl.tasks.base import PretextTask, TaskOutput
+
+PAIRS = ({"vision", "text"}, {"audio", "text"}, {"vision", "audio"})
+
+
+@dataclass
+class ClipConfig(TaskConfig):
+    """``task:`` fields of CLIP-style alignment."""
+
+    modalities: list[str] = field(default_factory=lambda: ["vision", "text"])
+    towers: dict[str, TowerConfig] = field(default_factory=dict)
+    embed_dim: int = 128
+    projection: Literal["linear", "mlp"] = "linear"
+    temperature: float = 0.07
+    learn_temperature: bool = True
+    max_logit_scale: float = 100.0
+    gather: bool = True
+    pair_with: DataConfig | None = None
+    prompts: list[str] = field(default_factory=lambda: ["a photo of a {name}."])
+    class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.modalities) != 2 or set(self.modalities) not in PAIRS:
+            raise ValueError(
+                f"modalities must be two of vision/text/audio, e.g. [vision, text], got {self.modalities}"
+            )
+        extra = set(self.towers) - set(self.modalities)
+        if extra:
+            raise ValueError(f"towers: {sorted(extra)} not among modalities {self.modalities}")
+        init_log_scale(self.temperature)
+        if self.max_logit_scale <= 1:
+            raise ValueError(f"max_logit_scale must be above 1, got {self.max_logit_scale}")
+
+
+@TASKS.register("clip", config=ClipConfig)
+class ClipTask(PretextTask):
+    """Contrastive alignment of two modalities (Radford et al., 2021; LiT with a frozen tower)."""
+
+    modalities = ("vision", "text")
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__(recipe)
+        cfg: ClipConfig = recipe.task
+        self.cfg = cfg
+        self.modalities = tuple(cfg.modalities)
+        self.roles = tuple(ROLES[m] for m in self.modalities)
+        self.required_columns = (self.roles[0],)
+        self.towers = nn.ModuleDict(
+            {m: build_tower(m, cfg.towers.get(m, TowerConfig()), recipe.data) for m in self.modalities}
+        )
+        self.projections = nn.ModuleDict(
+            {m: ProjectionHead(self.towers[m].hidden_size, cfg.embed_dim, cfg.projection) for m in self.modalities}
+        )
+        self.logit_scale = nn.Parameter(
+            torch.tensor(init_log_scale(cfg.temperature)), requires_grad=cfg.learn_temperature
+        )
+        self.frozen = [m for m in self.modalities if cfg.towers.get(m, TowerConfig()).freeze]
+        for m in self.frozen:
+            self.towers[m].requires_grad_(False)
+        self.mode: str | None = None
+
+    # ------------------------------------------------------------------ data
+
+    def prepare_dataset(self, dataset: Any) -> Any:
+        """Choose how pairs are made: ``pair_with`` data, paired columns, or prompts from labels."""
+        columns = list(dataset.column_names or [])
+        first, second = self.roles
+        if self.cfg.pair_with is not None:
+            if "label" not in columns:
+                raise DataError(f"data: pairing by class needs a 'label' column (the data has {columns})")
+            partner = load_data(self.cfg.pair_with, required=(second, "label"))
+            self.partner = partner
+            labels = dataset.select_columns(["label"])["label"]
+            self.pairing = ClassPairing(partner.select_columns(["label"])["label"], sorted(set(labels)))
+            self.mode = "classes"
+        elif second in columns:
+            self.mode = "paired"
+        elif "text" == second and "label" in columns:
+            names = self.cfg.class_names or class_names(dataset)
+            if names is None:
+                raise DataError("task.class_names: the labels have no names; list them to make prompts")
+            self.prompt = PromptText(names, self.cfg.prompts)
+            self.mode = "prompts"
+        else:
+            raise DataError(
+                f"data: no {second!r} column to pair with {first!r} (the data has {columns}); "
+                f"map one with data.columns.{second}, or set task.pair_with"
+                + (", or give a label column for prompts" if second == "text" else "")
+            )
+        return dataset
+
+    def _values(self, example: dict[str, Any], train: bool) -> dict[str, Any]:
+        first, second = self.roles
+        if self.mode == "classes":
+            partner = self.partner[self.pairing.pick(example["label"])]
+            return {first: example[first], second: partner[second]}
+        if self.mode == "prompts":
+            return {first: example[first], second: self.prompt(example["label"], train)}
+        return {role: example[role] for role in self.roles if role in example}
+
+    def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
+        """Model inputs of both modalities (of those present, in evaluation) under ``<modality>.``."""
+        out: dict[str, Any] = {}
+        for modality, value in zip(self.modalities, (self._values(example, train).get(r) for r in self.roles)):
+            if value is None:
+                continue
+            if modality == "text":
+                value = pick_caption(value, train)
+            out[modality] = self.towers[modality].preprocess(value, train)
+        if not out:
+            raise ValueError(f"the example has none of the columns {list(self.roles)}")
+        if "label" in example:
+            out["label"] = example["label"]
+        return out
+
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch: dict[str, torch.Tensor] = {}
+        for modality in self.modalities:
+            if examples and modality in examples[0]:
+                for key, value in self.towers[modality].collate([ex[modality] for ex in examples]).items():
+                    if key != "labels":
+                        batch[f"{modality}.{key}"] = value
+        if examples and "label" in examples[0]:
+            batch["labels"] = torch.tensor([ex["label"] for ex in examples])
+        return batch
+
+    # ------------------------------------------------------------------ model
+
+    @staticmethod
+    def inputs(batch: dict[str, torch.Tensor], modality: str) -> dict[str, torch.Tensor]:
+        prefix = f"{modality}."
+        return {k[len(prefix):]: v for k, v in batch.items() if k.startswith(prefix)}
+
+    def encode(self, modality: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L2-normalised embeddings in the shared space from one tower's collated inputs."""
+        tower: Tower = self.towers[modality]
+        return F.normalize(self.projections[modality](tower(inputs)), dim=-1)
+
+    def scale(self) -> torch.Tensor:
+        return clip_logit_scale(self.logit_scale, self.cfg.max_logit_scale)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
+        a, b = (self.encode(m, self.inputs(batch, m)) for m in self.modalities)
+        scale = self.scale()
+        loss, accuracy = clip_loss(a, b, scale, gather=self.cfg.gather)
+        return TaskOutput(loss, {"logit_scale": scale.detach(), "pair_accuracy": accuracy})
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        """Clamp the logit scale's log to [0, log(max)] in place, as CLIP does after each step."""
+        with torch.no_grad():
+            self.logit_scale.clamp_(0.0, math.log(self.cfg.max_logit_scale))
+
+    def train(self, mode: bool = True) -> ClipTask:
+        super().train(mode)
+        for modality in self.frozen:  # a locked tower keeps its eval behaviour (dropout off)
+            self.towers[modality].eval()
+        return self
+
+    # ------------------------------------------------------------------ eval and export
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The first modality's backbone (``towers[m].model`` holds each one)."""
+        return self.towers[self.modalities[0]].model
+
+    def embed(self, batch: dict[str, torch.Tensor], pooling: str = "mean") -> torch.Tensor:
+        """Pooled tower features of the first modality present in a ``collate_eval`` batch."""
+        for modality in self.modalities:
+            inputs = self.inputs(batch, modality)
+            if inputs:
+                return self.towers[modality](inputs)
+        raise ValueError(f"the batch holds none of {list(self.modalities)}")
+
+    def export_model(self) -> Any:
+        """Image-text: a transformers ``VisionTextDualEncoderModel`` with these weights."""
+        from transformers import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
+
+        if set(self.modalities) != {"vision", "text"}:
+            raise ValueError(
+                f"export_model: {list(self.modalities)} has no transformers class; "
+                "export the towers one by one (task.towers[m].model) with their processors"
+            )
+        vision, text = self.towers["vision"], self.towers["text"]
+        if vision.pooling != "pooler" or text.pooling != "pooler" or self.cfg.projection != "linear":
+            raise ValueError(
+                "export_model: VisionTextDualEncoderModel reads the towers' poolers through linear "
+                "projections; train with towers.*.pooling: pooler (or auto) and projection: linear"
+            )
+        config = VisionTextDualEncoderConfig.from_vision_text_configs(
+            vision.model.config, text.model.config, projection_dim=self.cfg.embed_dim
+        )
+        model = VisionTextDualEncoderModel(config, vision_model=vision.model, text_model=text.model)
+        model.visual_projection.load_state_dict(self.projections["vision"].net.state_dict())
+        model.text_projection.load_state_dict(self.projections["text"].net.state_dict())
+        with torch.no_grad():
+            model.logit_scale.copy_(self.logit_scale.detach().clamp(max=math.log(self.cfg.max_logit_scale)))
+        return model
+
+    def processor(self) -> Any:
+        """Image-text: a ``VisionTextDualEncoderProcessor``; otherwise a dict of per-modality processors."""
+        if set(self.modalities) == {"vision", "text"}:
+            from transformers import VisionTextDualEncoderProcessor
+
+            return VisionTextDualEncoderProcessor(
+                image_processor=self.towers["vision"].processor(), tokenizer=self.towers["text"].processor()
+            )
+        return {m: self.towers[m].processor() for m in self.modalities}
