@@ -64,11 +64,13 @@ def save_checkpoint(
         if accelerator.is_main_process:
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
             _fsync_tree(tmp)
-    except OSError as err:
+    except Exception as err:  # torch.save reports a full disk as RuntimeError, not OSError
         shutil.rmtree(tmp, ignore_errors=True)
         last = previous or "none yet"
+        free = shutil.disk_usage(root).free / 2**20
         raise CheckpointError(
-            f"could not write the checkpoint for step {state['step']} in {root}: {err}. "
+            f"could not write the checkpoint for step {state['step']} in {root} "
+            f"({free:.1f} MiB free; a full disk?): {type(err).__name__}: {err}. "
             f"The last good checkpoint is {last}."
         ) from err
     accelerator.wait_for_everyone()

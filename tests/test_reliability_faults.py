@@ -1,0 +1,242 @@
+"""Faults during training: kill -9 and resume, a kill or a full disk during a checkpoint
+write, NaN and inf losses, and Hub tokens kept out of everything a run writes or prints."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from test_resume import RECIPE as RESUME_RECIPE
+
+from mmssl.recipe import recipe_from_dict
+from mmssl.tasks.mae import MAETask
+from mmssl.train.checkpoint import (
+    CheckpointError,
+    checkpoint_dirs,
+    latest_checkpoint,
+    model_weights,
+)
+from mmssl.train.loop import TrainingDivergedError, pretrain
+
+TINY_MAE = {
+    "name": "faults",
+    "task": {"name": "mae"},
+    "model": RESUME_RECIPE["model"],
+    "data": {"source": "sklearn_digits", "max_examples": 48, "image": {"size": 16}},
+    "train": {"batch_size": 16, "max_steps": 16, "save_every": 4, "keep_last": 3, "cpu": True,
+              "lr": 1e-3, "warmup_steps": 2, "log_every": 1, "progress": False},
+}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def recipe(out: Path, *overrides: str):
+    return recipe_from_dict(TINY_MAE, [f"output_dir={out}", *overrides])
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = model_weights(a), model_weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine run fastest (and steadiest) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("full") / "run"
+    return pretrain(recipe(out)).checkpoint
+
+
+def _last_logged_step(run_dir: Path) -> int:
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.is_file():
+        return 0
+    lines = [line for line in metrics.read_text().splitlines() if line.endswith("}")]
+    return len(lines)
+
+
+def _kill_when(run_dir: Path, ready, timeout: float = 120.0) -> subprocess.Popen:
+    """Start ``mmssl pretrain`` on the tiny recipe and SIGKILL it once ``ready()`` holds."""
+    recipe_file = run_dir.parent / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump({**TINY_MAE, "output_dir": str(run_dir)}))
+    proc = subprocess.Popen([sys.executable, "-m", "mmssl.cli", "pretrain", str(recipe_file)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # as in-process: one thread
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and not ready() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill: {err.decode()[-2000:]}"
+    return proc
+
+
+@pytest.mark.slow
+def test_kill_9_at_a_random_step_then_resume_gives_the_uninterrupted_weights(tmp_path, uninterrupted):
+    target = random.Random(os.getpid()).randint(5, 13)
+    run_dir = tmp_path / "run"
+    _kill_when(run_dir, lambda: _last_logged_step(run_dir) >= target)
+    last = latest_checkpoint(run_dir)
+    assert last is not None and int(last.name.split("_")[1]) <= 12
+    resumed = pretrain(recipe(run_dir), resume="auto")
+    assert resumed.step == 16
+    assert_same_weights(uninterrupted, resumed.checkpoint)
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_checkpoint_write_leaves_the_previous_one_usable(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    root = run_dir / "checkpoints"
+
+    def writing_second() -> bool:
+        return root.is_dir() and any(p.name == ".tmp-step_00000008" for p in root.iterdir())
+
+    _kill_when(run_dir, writing_second)
+    assert [p.name for p in checkpoint_dirs(run_dir)] == ["step_00000004"]
+    resumed = pretrain(recipe(run_dir), resume="auto")
+    assert resumed.step == 16
+    assert not list(root.glob(".tmp-*"))
+    assert_same_weights(uninterrupted, resumed.checkpoint)
+
+
+def _fail_second_save(monkeypatch, error: Exception) -> None:
+    """Make the second ``save_state`` write part of its files and then fail."""
+    from accelerate import Accelerator
+
+    original, calls = Accelerator.save_state, []
+
+    def save_state(self, output_dir=None, **kwargs):
+        calls.append(output_dir)
+        if len(calls) == 2:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(output_dir) / "model.safetensors").write_bytes(b"half a file")
+            raise error
+        return original(self, output_dir, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "save_state", save_state)
+
+
+@pytest.mark.parametrize("error", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    # what torch.save raises when the disk fills under it
+    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 65664 vs 65552"),
+])
+def test_a_failed_save_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, error):
+    run_dir = tmp_path / "run"
+    _fail_second_save(monkeypatch, error)
+    with pytest.raises(CheckpointError) as info:
+        pretrain(recipe(run_dir, "train.max_steps=9"))
+    message = str(info.value)
+    assert "checkpoint for step 8" in message
+    assert f"last good checkpoint is {run_dir / 'checkpoints' / 'step_00000004'}" in message
+    assert "full disk" in message
+    assert [p.name for p in checkpoint_dirs(run_dir)] == ["step_00000004"]
+    assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+    monkeypatch.undo()
+    assert pretrain(recipe(run_dir, "train.max_steps=9"), resume="auto").step == 9
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 500 KiB tmpfs: room for one checkpoint of the tiny model (330 KiB), not two."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=500k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_real_full_disk_fails_the_save_clearly_and_keeps_the_last_checkpoint(tiny_tmpfs):
+    run_dir = tiny_tmpfs / "run"
+    with pytest.raises(CheckpointError, match=r"step 8 .*full disk.*last good checkpoint is .*step_00000004"):
+        pretrain(recipe(run_dir, "train.max_steps=9", "train.keep_last=1"))
+    assert [p.name for p in checkpoint_dirs(run_dir)] == ["step_00000004"]
+    assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+    weights = model_weights(latest_checkpoint(run_dir))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def _poison_steps(monkeypatch, calls_to_poison: set[int], value: float = float("nan")) -> None:
+    """Make MAE's loss ``value`` on the given forward calls (1-based)."""
+    original, calls = MAETask.forward, [0]
+
+    def forward(self, batch):
+        calls[0] += 1
+        out = original(self, batch)
+        if calls[0] in calls_to_poison:
+            out.loss = out.loss * value
+        return out
+
+    monkeypatch.setattr(MAETask, "forward", forward)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_on_nan_stop_names_the_step_and_the_last_good_checkpoint(tmp_path, monkeypatch, value):
+    _poison_steps(monkeypatch, {6}, value)
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError) as info:
+        pretrain(recipe(run_dir, "train.max_steps=9"))
+    last = run_dir / "checkpoints" / "step_00000004"
+    assert "non-finite loss" in str(info.value) and "at step 6" in str(info.value)
+    assert f"last good checkpoint: {last}" in str(info.value)
+    assert checkpoint_dirs(run_dir) == [last]
+    assert all(torch.isfinite(w).all() for w in model_weights(last).values())
+
+
+def test_on_nan_stop_before_any_checkpoint_says_none(tmp_path, monkeypatch):
+    _poison_steps(monkeypatch, {2})
+    with pytest.raises(TrainingDivergedError, match="at step 2; last good checkpoint: none"):
+        pretrain(recipe(tmp_path / "run", "train.max_steps=9"))
+    assert checkpoint_dirs(tmp_path / "run") == []
+
+
+def test_on_nan_skip_skips_the_batch_and_keeps_training(tmp_path, monkeypatch):
+    _poison_steps(monkeypatch, {3, 7})
+    result = pretrain(recipe(tmp_path / "run", "train.max_steps=8", "train.on_nan=skip"))
+    assert result.step == 8 and result.nan_skips == 2
+    weights = model_weights(result.checkpoint)
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_on_nan_skip_stops_once_max_nan_skips_is_used_up(tmp_path, monkeypatch):
+    _poison_steps(monkeypatch, {3, 4, 5})
+    with pytest.raises(TrainingDivergedError, match="at step 3;"):
+        pretrain(recipe(tmp_path / "run", "train.max_steps=8", "train.on_nan=skip",
+                        "train.max_nan_skips=2"))
+
+
+def test_hf_token_never_reaches_the_run_dir_or_the_output(tmp_path, monkeypatch, capsys):
+    from mmssl.cli import main
+
+    token = "hf_" + "SeCrEt" * 6
+    monkeypatch.setenv("HF_TOKEN", token)
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", token)
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump({**TINY_MAE, "output_dir": str(tmp_path / "run")}))
+    assert main(["pretrain", str(recipe_file), "train.max_steps=3"]) == 0
+    printed = capsys.readouterr()
+    assert token not in printed.out + printed.err
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert len(files) > 5
+    for path in files:
+        assert token.encode() not in path.read_bytes(), path
