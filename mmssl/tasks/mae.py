@@ -67,10 +67,17 @@ class MAETask(PretextTask):
         init_sincos_tables(self.model)
 
     def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
-        return self.adapter.preprocess(example, train)
+        out = self.adapter.preprocess(example, train)
+        if train:  # the mask belongs to the example (its seed), not to the process drawing it,
+            # so any number of processes with the same global batch masks the same patches
+            out["noise"] = random_patch_noise(1, self.num_patches, torch.device("cpu"))[0]
+        return out
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return self.adapter.collate(examples)
+        batch = self.adapter.collate(examples)
+        if examples and "noise" in examples[0]:
+            batch["noise"] = torch.stack([ex["noise"] for ex in examples])
+        return batch
 
     @property
     def num_patches(self) -> int:
@@ -78,7 +85,9 @@ class MAETask(PretextTask):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
         pixels = batch["pixel_values"]
-        noise = random_patch_noise(pixels.shape[0], self.num_patches, pixels.device)
+        noise = batch.get("noise")
+        if noise is None:
+            noise = random_patch_noise(pixels.shape[0], self.num_patches, pixels.device)
         out = self.model(pixel_values=pixels, noise=noise)
         return TaskOutput(out.loss, {"mask_ratio": out.mask.float().mean()})
 

@@ -166,6 +166,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
         init_weights(task, recipe.model.init_from)
     data = task.prepare_dataset(load_data(recipe.data, required=task.required_columns))
     loader = build_loader(task, data, recipe)
+    examples = loader.dataset
     steps_total = total_steps(recipe, loader, accelerator.num_processes)
     optimizer = build_optimizer(task, cfg, accelerator.device)
     scheduler = build_scheduler(optimizer, cfg, steps_total)
@@ -201,6 +202,9 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
     try:
         while state["step"] < steps_total:
             loader.set_epoch(state["epoch"])
+            # with several processes Accelerate's set_epoch reaches the sampler but not the
+            # dataset (an elif), so the examples' augmentation seeds get the epoch here
+            examples.set_epoch(state["epoch"])
             skip = state["batch_in_epoch"]
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
             for batch in batches:

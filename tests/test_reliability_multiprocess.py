@@ -1,0 +1,79 @@
+"""Two CPU processes (gloo, launched with torchrun) with the same global batch as one
+process end within float tolerance of the one-process weights, and a checkpoint written by
+either layout resumes under the other."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from test_reliability_faults import TINY_MAE
+
+from mmssl.recipe import recipe_from_dict
+from mmssl.train.checkpoint import checkpoint_dirs, model_weights
+from mmssl.train.loop import pretrain
+
+REPO = Path(__file__).resolve().parents[1]
+# 48 examples, a global batch of 16: 3 steps an epoch; step 4 sits in the second epoch
+STEPS = ["train.max_steps=6", "train.save_every=4", "train.keep_last=5", "data.max_examples=48"]
+
+
+def launch(tmp_path: Path, run_dir: Path, *overrides: str, resume: bool = False) -> None:
+    recipe_file = tmp_path / f"{run_dir.name}.yaml"
+    recipe_file.write_text(yaml.safe_dump({**TINY_MAE, "output_dir": str(run_dir)}))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(port), "-m", "mmssl.cli", "pretrain", str(recipe_file),
+               *overrides, *(["--resume"] if resume else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def assert_close(a: Path, b: Path, atol: float = 1e-5) -> None:
+    wa, wb = model_weights(a), model_weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], atol=atol, rtol=1e-4, msg=key)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    run_dir = tmp_path_factory.mktemp("single") / "one"
+    pretrain(recipe_from_dict(TINY_MAE, [f"output_dir={run_dir}", *STEPS]))
+    return run_dir
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_and_resume_across_process_counts(tmp_path, single):
+    two = tmp_path / "two"
+    launch(tmp_path, two, *STEPS, "train.batch_size=8")
+    assert [p.name for p in checkpoint_dirs(two)] == ["step_00000004", "step_00000006"]
+    # the same examples, masks and global batch: equal up to the order of float sums
+    assert_close(checkpoint_dirs(single)[-1], checkpoint_dirs(two)[-1])
+    one_at_4 = model_weights(checkpoint_dirs(single)[0])
+    assert not all(torch.equal(one_at_4[k], v) for k, v in model_weights(checkpoint_dirs(two)[-1]).items())
+
+    # two processes' step-4 checkpoint resumed by one process, and the other way round
+    cut = tmp_path / "two_cut"
+    shutil.copytree(two, cut)
+    shutil.rmtree(checkpoint_dirs(cut)[-1])
+    resumed = pretrain(recipe_from_dict(TINY_MAE, [f"output_dir={cut}", *STEPS]), resume="auto")
+    assert resumed.step == 6
+    assert_close(checkpoint_dirs(single)[-1], resumed.checkpoint)
+
+    back = tmp_path / "one_cut"
+    shutil.copytree(single, back)
+    shutil.rmtree(checkpoint_dirs(back)[-1])
+    launch(tmp_path, back, *STEPS, "train.batch_size=8", resume=True)
+    assert_close(checkpoint_dirs(single)[-1], checkpoint_dirs(back)[-1])
