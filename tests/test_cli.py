@@ -73,3 +73,14 @@ def test_missing_column_is_reported_before_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "data.columns.image: no column 'picture'" in err
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_streaming_pretraining_runs(tmp_path):
+    out = tmp_path / "stream"
+    code = main(["pretrain", str(QUICKSTART), "data.streaming=true", "train.max_steps=2",
+                 "train.log_every=1", f"output_dir={out}"])
+    assert code == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2]
+    assert (out / "checkpoints" / "step_00000002" / "model.safetensors").is_file()

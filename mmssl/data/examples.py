@@ -107,7 +107,7 @@ class SkippingCollator:
     def __call__(self, examples: list[dict | _Bad]) -> dict[str, Any]:
         good = [ex for ex in examples if not isinstance(ex, _Bad)]
         batch = self.collate(good) if good else {}
-        batch[BAD_KEY] = torch.tensor(len(examples) - len(good))
+        batch[BAD_KEY] = torch.tensor([len(examples) - len(good)])
         return batch
 
 

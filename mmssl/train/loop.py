@@ -209,7 +209,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
             for batch in batches:
                 state["batch_in_epoch"] += 1
-                bad = int(accelerator.reduce(batch.pop(BAD_KEY).to(accelerator.device), "sum"))
+                bad = int(accelerator.reduce(batch.pop(BAD_KEY).sum().to(accelerator.device), "sum"))
                 state["bad_examples"] += bad
                 state["seen_examples"] += cfg.batch_size * accelerator.num_processes
                 if state["bad_examples"] > cfg_bad_limit(recipe, state["seen_examples"]):
