@@ -4,6 +4,7 @@ either layout resumes under the other."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -25,18 +26,21 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = ["train.max_steps=6", "train.save_every=4", "train.keep_last=5", "data.max_examples=48"]
 
 
-def launch(tmp_path: Path, run_dir: Path, *overrides: str, resume: bool = False) -> None:
-    recipe_file = tmp_path / f"{run_dir.name}.yaml"
-    recipe_file.write_text(yaml.safe_dump({**TINY_MAE, "output_dir": str(run_dir)}))
+def torchrun(*args: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", str(port), "-m", "mmssl.cli", "pretrain", str(recipe_file),
-               *overrides, *(["--resume"] if resume else [])]
+               "--master_port", str(port), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def launch(tmp_path: Path, run_dir: Path, *overrides: str, resume: bool = False) -> None:
+    recipe_file = tmp_path / f"{run_dir.name}.yaml"
+    recipe_file.write_text(yaml.safe_dump({**TINY_MAE, "output_dir": str(run_dir)}))
+    torchrun("-m", "mmssl.cli", "pretrain", str(recipe_file), *overrides, *(["--resume"] if resume else []))
 
 
 def assert_close(a: Path, b: Path, atol: float = 1e-5) -> None:
@@ -77,3 +81,25 @@ def test_two_processes_match_one_and_resume_across_process_counts(tmp_path, sing
     shutil.rmtree(checkpoint_dirs(back)[-1])
     launch(tmp_path, back, *STEPS, "train.batch_size=8", resume=True)
     assert_close(checkpoint_dirs(single)[-1], checkpoint_dirs(back)[-1])
+
+
+@pytest.mark.slow
+def test_streaming_with_two_processes_sees_each_example_once_per_epoch(tmp_path):
+    import datasets
+    from test_reliability_data import png
+
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    rows = {"image": [{"bytes": png(i), "path": None} for i in range(32)], "label": list(range(32))}
+    data = tmp_path / "train.parquet"
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(data))
+    recipe = {**TINY_MAE, "output_dir": str(tmp_path / "run"),
+              "data": {"source": "parquet", "data_files": {"train": str(data)}, "streaming": True,
+                       "shuffle_buffer": 8, "image": {"size": 16}},
+              # two global batches of 2 x 8: exactly one pass over the 32 rows
+              "train": {**TINY_MAE["train"], "batch_size": 8, "max_steps": 2, "save_every": 0}}
+    recipe_file = tmp_path / "stream.yaml"
+    recipe_file.write_text(yaml.safe_dump(recipe))
+    torchrun(str(REPO / "tests" / "reliability_stream_worker.py"), str(recipe_file), str(tmp_path))
+    seen = [json.loads((tmp_path / f"seen_{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 16
+    assert sorted(seen[0] + seen[1]) == list(range(32))
