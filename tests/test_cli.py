@@ -84,3 +84,11 @@ def test_streaming_pretraining_runs(tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2]
     assert (out / "checkpoints" / "step_00000002" / "model.safetensors").is_file()
+
+
+def test_overrides_may_follow_options(capsys):
+    assert main(["pretrain", str(QUICKSTART), "--resume", "some/ckpt", "train.lr=fast"]) == 2
+    assert "train.lr: expected a number, got 'fast'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["pretrain", str(QUICKSTART), "--resume", "some/ckpt", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
