@@ -6,7 +6,7 @@ audio->image R@1/5/10 by digit, and zero-shot accuracy by the other modality's c
 prototypes. The same model untrained (same seed) is scored from the same run as the
 baseline; chance is 10%.
 
-    .venv/bin/python bench/clip_av_mnist.py [--epochs 2] [--out runs/bench_clip_av_mnist]
+    .venv/bin/python bench/clip_av_mnist.py [--epochs 5] [--out runs/bench_clip_av_mnist]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mmssl.train.loop import pretrain
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", default="runs/bench_clip_av_mnist")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
