@@ -15,7 +15,7 @@ import torch
 import torchaudio
 from transformers import Wav2Vec2Config
 
-from mmssl.modalities.vision import _make_config, _preset
+from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.recipe import AudioConfig, ModelConfig
 from mmssl.registry import BACKBONES
 
@@ -72,8 +72,8 @@ _COMMON = dict(feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=T
 @BACKBONES.register("wav2vec2")
 def wav2vec2_config(model: ModelConfig, audio: AudioConfig | None = None) -> Wav2Vec2Config:
     """Wav2Vec2 encoder plus Gumbel quantizer (``Wav2Vec2ForPreTraining`` / ``Wav2Vec2Model``)."""
-    base = {**_COMMON, **_preset(WAV2VEC2_PRESETS, model.preset, "Wav2Vec2")}
-    return _make_config(Wav2Vec2Config, base, model.config)
+    base = {**_COMMON, **preset_fields(WAV2VEC2_PRESETS, model.preset, "Wav2Vec2")}
+    return make_config(Wav2Vec2Config, base, model.config)
 
 
 # ----------------------------------------------------------------------------- decoding

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase, RobertaConfig
 
+from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.recipe import ModelConfig, TextConfig
 from mmssl.registry import BACKBONES
 
@@ -59,21 +60,13 @@ def load_tokenizer(text: TextConfig) -> PreTrainedTokenizerBase:
 
 def _text_config(cls: type, model: ModelConfig, tokenizer: PreTrainedTokenizerBase,
                  max_positions: int) -> Any:
-    if model.preset not in BERT_PRESETS:
-        raise ValueError(
-            f"model.preset: unknown text preset {model.preset!r} (known: {', '.join(BERT_PRESETS)})"
-        )
-    config = cls(
-        **BERT_PRESETS[model.preset],
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        max_position_embeddings=max_positions,
-    )
-    for key, value in model.config.items():
-        if not hasattr(config, key):
-            raise ValueError(f"model.config.{key}: {cls.__name__} has no field {key!r}")
-        setattr(config, key, value)
-    return config
+    base = {
+        **preset_fields(BERT_PRESETS, model.preset, "text"),
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "max_position_embeddings": max_positions,
+    }
+    return make_config(cls, base, model.config)
 
 
 @BACKBONES.register("bert")

@@ -12,6 +12,7 @@ from PIL import Image
 from torchvision.transforms import v2
 from transformers import ViTConfig, ViTMAEConfig
 
+from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.recipe import ImageConfig, ModelConfig
 from mmssl.registry import BACKBONES
 
@@ -36,21 +37,6 @@ MAE_DECODER_PRESETS: dict[str, dict[str, int]] = {
 }
 
 
-def _preset(presets: dict[str, dict[str, int]], name: str, kind: str) -> dict[str, int]:
-    if name not in presets:
-        raise ValueError(f"model.preset: unknown {kind} preset {name!r} (known: {', '.join(presets)})")
-    return dict(presets[name])
-
-
-def _make_config(cls: type, base: dict[str, Any], overrides: dict[str, Any]) -> Any:
-    config = cls(**base)
-    for key, value in overrides.items():
-        if not hasattr(config, key):
-            raise ValueError(f"model.config.{key}: {cls.__name__} has no field {key!r}")
-        setattr(config, key, value)
-    return config
-
-
 def _image_fields(image: ImageConfig) -> dict[str, Any]:
     return {"image_size": image.size, "num_channels": image.channels}
 
@@ -58,19 +44,19 @@ def _image_fields(image: ImageConfig) -> dict[str, Any]:
 @BACKBONES.register("vit")
 def vit_config(model: ModelConfig, image: ImageConfig) -> ViTConfig:
     """ViT encoder (``ViTModel``), for contrastive, distillation and data2vec tasks."""
-    base = {**_preset(VIT_PRESETS, model.preset, "ViT"), **_image_fields(image)}
-    return _make_config(ViTConfig, base, model.config)
+    base = {**preset_fields(VIT_PRESETS, model.preset, "ViT"), **_image_fields(image)}
+    return make_config(ViTConfig, base, model.config)
 
 
 @BACKBONES.register("vit_mae")
 def vit_mae_config(model: ModelConfig, image: ImageConfig) -> ViTMAEConfig:
     """ViT-MAE encoder plus light decoder (``ViTMAEForPreTraining``)."""
     base = {
-        **_preset(VIT_PRESETS, model.preset, "ViT"),
-        **_preset(MAE_DECODER_PRESETS, model.preset, "MAE decoder"),
+        **preset_fields(VIT_PRESETS, model.preset, "ViT"),
+        **preset_fields(MAE_DECODER_PRESETS, model.preset, "MAE decoder"),
         **_image_fields(image),
     }
-    return _make_config(ViTMAEConfig, base, model.config)
+    return make_config(ViTMAEConfig, base, model.config)
 
 
 def decode_image(value: Any, channels: int = 3) -> Image.Image:
