@@ -136,8 +136,6 @@ class VisionTower(Tower):
                 )
         else:
             config = vit_config(ModelConfig(cfg.preset, dict(cfg.config)), data.image)
-            if "pooler_output_size" not in cfg.config:  # set from the preset's width, not the override
-                config.pooler_output_size = config.hidden_size
             model = ViTModel(config, add_pooling_layer=pooling == "pooler")
         super().__init__(model, pooling)
         self.image = data.image
