@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase, RobertaConfig
 
+from mmssl.data.examples import BadExampleError
 from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.recipe import ModelConfig, TextConfig
 from mmssl.registry import BACKBONES
@@ -140,6 +141,38 @@ def _num_proc(dataset: Any, text: TextConfig) -> int | None:
 def _texts(batch: dict[str, list], text: TextConfig) -> list[str]:
     texts = [t if isinstance(t, str) else "" for t in batch["text"]]
     return [t.lower() for t in texts] if text.lowercase else texts
+
+
+def drop_bad_texts(dataset: Any, policy: str) -> tuple[Any, int]:
+    """Apply the bad-example policy to texts that are empty or not strings, before tokenizing.
+
+    ``raise`` names the first bad example's index; ``skip`` drops them and returns how many
+    (counted for in-memory datasets; a stream drops them as it goes).
+    """
+
+    def bad(value: Any) -> bool:
+        return not isinstance(value, str) or not value.strip()
+
+    def describe(index: int, value: Any) -> str:
+        what = "an empty text" if isinstance(value, str) else f"not a string ({type(value).__name__})"
+        return (f"example {index}: {what} in the text column "
+                "(set data.on_bad_example=skip to skip such examples)")
+
+    if not hasattr(dataset, "num_rows"):
+        def keep(example: dict, index: int) -> bool:
+            if bad(example["text"]) and policy == "raise":
+                raise BadExampleError(describe(index, example["text"]))
+            return not bad(example["text"])
+
+        return dataset.filter(keep, with_indices=True), 0
+    texts = dataset["text"]
+    found = [i for i, value in enumerate(texts) if bad(value)]
+    if found and policy == "raise":
+        raise BadExampleError(describe(found[0], texts[found[0]]))
+    if not found:
+        return dataset, 0
+    drop = set(found)
+    return dataset.select([i for i in range(len(texts)) if i not in drop]), len(found)
 
 
 def tokenize_dataset(dataset: Any, tokenizer: PreTrainedTokenizerBase, text: TextConfig) -> Any:

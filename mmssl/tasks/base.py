@@ -41,6 +41,8 @@ class PretextTask(nn.Module):
     modalities: tuple[str, ...] = ()
     #: dataset columns (after ``data.columns`` renames) the task reads; checked before training.
     required_columns: tuple[str, ...] = ()
+    #: examples ``prepare_dataset`` dropped under ``on_bad_example: skip``; the loop counts them.
+    prepared_bad_examples: int = 0
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__()

@@ -28,6 +28,7 @@ from mmssl.modalities.text import (
     TokenMasker,
     batch_generator,
     bert_config,
+    drop_bad_texts,
     load_tokenizer,
     pack_dataset,
     roberta_config,
@@ -95,6 +96,7 @@ class MLMTask(PretextTask):
 
     def prepare_dataset(self, dataset: Any) -> Any:
         text = self.recipe.data.text
+        dataset, self.prepared_bad_examples = drop_bad_texts(dataset, self.recipe.data.on_bad_example)
         if text.packing:
             return pack_dataset(dataset, self.tokenizer, text)
         return tokenize_dataset(dataset, self.tokenizer, text)

@@ -260,7 +260,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
                         "lr": scheduler.get_last_lr()[0],
                         "samples_per_s": window_samples / max(elapsed, 1e-9),
                         "epoch": state["epoch"],
-                        "bad_examples": state["bad_examples"],
+                        "bad_examples": state["bad_examples"] + plain_task.prepared_bad_examples,
                         **{k: float(v) for k, v in out.metrics.items()},
                     }
                     if grad_norm is not None:
@@ -284,7 +284,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
         logger.close()
     accelerator.end_training()
     return RunResult(run_dir, state["step"], last_saved, last_metrics,
-                     state["bad_examples"], state["nan_skips"])
+                     state["bad_examples"] + plain_task.prepared_bad_examples, state["nan_skips"])
 
 
 def cfg_bad_limit(recipe: Recipe, seen: int) -> float:
