@@ -8,6 +8,7 @@ the data section's bad-example policy: raise with the index, or skip and count.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ def extract_features(
     xs, ys, rows = [], [], []
     loader = eval_loader(task, data, label_column, batch_size, policy, num_workers=num_workers)
     try:
-        for batch, labels, index in tqdm(loader, desc=desc, leave=False):
+        for batch, labels, index in tqdm(loader, desc=desc, leave=False, disable=not sys.stderr.isatty()):
             if batch is None:
                 continue
             xs.append(task.embed(to_device(batch, device), pooling).float().cpu())

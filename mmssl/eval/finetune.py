@@ -9,6 +9,7 @@ weights stay as they were.
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any
 
 import torch
@@ -64,7 +65,7 @@ def finetune(
     model.train()
     head.train()
     params = backbone_params + list(head.parameters())
-    with tqdm(total=total, desc=desc, leave=False) as bar:
+    with tqdm(total=total, desc=desc, leave=False, disable=not sys.stderr.isatty()) as bar:
         for _ in range(cfg.finetune_epochs):
             for batch, labels, _ in train_loader:
                 bar.update()
