@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from PIL import Image
 from torchvision.transforms import v2
-from transformers import ViTConfig, ViTMAEConfig
+from transformers import ViTConfig, ViTImageProcessor, ViTMAEConfig
 
 from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.recipe import ImageConfig, ModelConfig
@@ -94,6 +94,17 @@ def image_transform(image: ImageConfig, train: bool) -> v2.Compose:
         v2.Normalize(image.mean[: image.channels], image.std[: image.channels]),
     ]
     return v2.Compose(steps)
+
+
+def vit_processor(image: ImageConfig) -> ViTImageProcessor:
+    """Resize + normalize as in evaluation (random crops are training augmentations)."""
+    return ViTImageProcessor(
+        do_resize=True,
+        size={"height": image.size, "width": image.size},
+        do_normalize=True,
+        image_mean=image.mean[: image.channels],
+        image_std=image.std[: image.channels],
+    )
 
 
 class VisionAdapter:

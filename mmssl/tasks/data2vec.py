@@ -27,13 +27,13 @@ from mmssl.modalities.text import (
     pack_dataset,
     tokenize_dataset,
 )
-from mmssl.modalities.vision import VisionAdapter, random_patch_noise, vit_config
+from mmssl.modalities.vision import VisionAdapter, random_patch_noise, vit_config, vit_processor
 from mmssl.recipe import Recipe, TaskConfig
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
 from mmssl.tasks.mlm import ensure_tokenizer
-from mmssl.tasks.vit_views import pool, vit_processor
+from mmssl.tasks.vit_views import pool
 from mmssl.tasks.wav2vec2 import Wav2Vec2Task
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import ViTImageProcessor, ViTMAEForPreTraining
 
-from mmssl.modalities.vision import VisionAdapter, random_patch_noise, vit_mae_config
+from mmssl.modalities.vision import VisionAdapter, random_patch_noise, vit_mae_config, vit_processor
 from mmssl.recipe import Recipe, TaskConfig
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
@@ -110,12 +110,4 @@ class MAETask(PretextTask):
         return self.model
 
     def processor(self) -> ViTImageProcessor:
-        """Resize + normalize as in evaluation (the random crop is a training augmentation)."""
-        image = self.recipe.data.image
-        return ViTImageProcessor(
-            do_resize=True,
-            size={"height": image.size, "width": image.size},
-            do_normalize=True,
-            image_mean=image.mean[: image.channels],
-            image_std=image.std[: image.channels],
-        )
+        return vit_processor(self.recipe.data.image)

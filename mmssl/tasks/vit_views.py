@@ -10,8 +10,8 @@ from torch import nn
 from transformers import ViTImageProcessor, ViTModel
 
 from mmssl.augment.vision import MultiView, ViewConfig, collate_views, view_transform
-from mmssl.modalities.vision import VisionAdapter, decode_image, vit_config
-from mmssl.recipe import ImageConfig, Recipe
+from mmssl.modalities.vision import VisionAdapter, decode_image, vit_config, vit_processor
+from mmssl.recipe import Recipe
 from mmssl.tasks.base import PretextTask
 
 
@@ -73,14 +73,3 @@ class ViTViewsTask(PretextTask):
 
     def processor(self) -> ViTImageProcessor:
         return vit_processor(self.recipe.data.image)
-
-
-def vit_processor(image: ImageConfig) -> ViTImageProcessor:
-    """Resize + normalize as in evaluation (random crops are training augmentations)."""
-    return ViTImageProcessor(
-        do_resize=True,
-        size={"height": image.size, "width": image.size},
-        do_normalize=True,
-        image_mean=image.mean[: image.channels],
-        image_std=image.std[: image.channels],
-    )
