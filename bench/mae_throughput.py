@@ -11,17 +11,16 @@ out of both. The two are run alternately ``--repeats`` times and the medians rep
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import transformers
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from timing import StepClock, mmssl_samples_per_s
+from transformers import Trainer, TrainingArguments
 
 from mmssl.data.examples import MapExamples
 from mmssl.data.sources import load_data
@@ -51,21 +50,7 @@ def run_mmssl(args: argparse.Namespace) -> float:
     with tempfile.TemporaryDirectory() as out:
         recipe = recipe_from_dict(recipe_dict(args, out))
         pretrain(recipe)
-        rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    later = [row["samples_per_s"] for row in rows if row["step"] > args.warmup]
-    return statistics.mean(later)
-
-
-class StepClock(TrainerCallback):
-    """Wall time between the end of step ``warmup`` and the end of training."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end = warmup, 0.0, 0.0
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.warmup:
-            self.start = time.perf_counter()
-        self.end = time.perf_counter()
+        return mmssl_samples_per_s(out, args.warmup)
 
 
 def run_trainer(args: argparse.Namespace) -> float:

@@ -19,21 +19,19 @@ Throughput is real (non-padding) tokens per second, timed after step ``--warmup`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import datasets
 import torch
 import transformers
+from timing import StepClock, mmssl_samples_per_s
 from transformers import (
     DataCollatorForLanguageModeling,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
 )
 
@@ -72,21 +70,7 @@ def mean_tokens(data: datasets.Dataset, pad_id: int) -> float:
 def run_mmssl(args: argparse.Namespace, tokenizer: str, tokens_per_example: float) -> float:
     with tempfile.TemporaryDirectory() as out:
         pretrain(recipe_from_dict(recipe_dict(args, out, tokenizer)))
-        rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    later = [row["samples_per_s"] for row in rows if row["step"] > args.warmup]
-    return statistics.mean(later) * tokens_per_example
-
-
-class StepClock(TrainerCallback):
-    """Wall time between the end of step ``warmup`` and the end of training."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end = warmup, 0.0, 0.0
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.warmup:
-            self.start = time.perf_counter()
-        self.end = time.perf_counter()
+        return mmssl_samples_per_s(out, args.warmup) * tokens_per_example
 
 
 def run_trainer(args: argparse.Namespace, task, data: datasets.Dataset, tokens_per_example: float) -> float:
