@@ -32,6 +32,11 @@ class _Bad:
         self.index, self.reason = index, reason
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator an epoch's sampling order is drawn from: a function of (seed, epoch) only."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
 def example_seed(seed: int, epoch: int, index: int) -> int:
     """A 63-bit seed unique to one example in one epoch of one run."""
     return ((seed * 1_000_003 + epoch) * 1_000_003 + index) % (2**63)
@@ -126,5 +131,5 @@ class EpochSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         if not self.shuffle:
             return iter(range(self.length))
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator = epoch_generator(self.seed, self.epoch)
         return iter(torch.randperm(self.length, generator=generator).tolist())

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
+from mmssl.data.examples import epoch_generator
+
 
 class LengthGroupedSampler(Sampler[int]):
     """Shuffle, sort by length inside mega-batches of ``batch_size * group_batches``
@@ -38,7 +40,7 @@ class LengthGroupedSampler(Sampler[int]):
 
     def batches(self) -> list[list[int]]:
         """This epoch's batches, full ones first."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator = epoch_generator(self.seed, self.epoch)
         order = torch.randperm(len(self.lengths), generator=generator)
         mega = self.batch_size * self.group_batches
         full: list[list[int]] = []

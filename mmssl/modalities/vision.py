@@ -137,7 +137,3 @@ def random_patch_noise(
     """Per-example uniform noise whose argsort picks which patches stay (MAE's masking)."""
     return torch.rand(batch_size, num_patches, device=device, generator=generator)
 
-
-def num_visible_patches(num_patches: int, mask_ratio: float) -> int:
-    """How many patches the encoder sees; the same rule as the MAE reference."""
-    return int(num_patches * (1 - mask_ratio))
