@@ -145,8 +145,3 @@ def test_dino_teacher_neither_uniform_nor_one_prototype_after_short_training():
     entropy = -(probs * probs.clamp(min=1e-12).log()).sum(-1).mean().item()
     assert 0.05 < entropy < 0.95 * math.log(task.cfg.out_dim)
     assert probs.argmax(-1).unique().numel() > 1
-
-
-def test_only_vision_is_supported_for_view_tasks():
-    with pytest.raises(Exception, match="modality"):
-        make_task("simclr", modality="text")

@@ -1,32 +1,29 @@
 """BYOL: an online network predicts the EMA target network's projection of another view
-(Grill et al., 2020); no negatives."""
+(Grill et al., 2020); no negatives. Images, text or audio."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 
 from mmssl.augment.vision import ViewConfig
 from mmssl.heads.ssl import MLPHead
 from mmssl.losses.byol import byol_loss
-from mmssl.recipe import Recipe, TaskConfig
+from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import TaskOutput
 from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
-from mmssl.tasks.vit_views import ViTViewsTask
+from mmssl.tasks.joint_embedding import JointEmbeddingConfig, JointEmbeddingTask
 
 
 @dataclass
-class BYOLConfig(TaskConfig):
-    """``task:`` fields of BYOL."""
+class BYOLConfig(JointEmbeddingConfig):
+    """``task:`` fields of BYOL (``modality``, ``pooling`` and the audio/text views are shared)."""
 
-    modality: Literal["vision"] = "vision"
     projection_dim: int = 256
     hidden_dim: int = 1024
     momentum: float = 0.99
-    pooling: Literal["cls", "mean"] = "cls"
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
     color_jitter: float = 0.5
 
@@ -36,14 +33,14 @@ class BYOLConfig(TaskConfig):
 
 
 @TASKS.register("byol", config=BYOLConfig)
-class BYOLTask(ViTViewsTask):
+class BYOLTask(JointEmbeddingTask):
     """Online encoder + projector + predictor against an EMA target encoder + projector."""
 
     def __init__(self, recipe: Recipe) -> None:
         cfg: BYOLConfig = recipe.task
         view = ViewConfig(recipe.data.image.size, tuple(cfg.crop_scale), recipe.data.image.horizontal_flip,
                           cfg.color_jitter)
-        super().__init__(recipe, [view, view])
+        super().__init__(recipe, view)
         self.cfg = cfg
         self.projector = MLPHead(self.feature_dim, cfg.hidden_dim, cfg.projection_dim)
         self.predictor = MLPHead(cfg.projection_dim, cfg.hidden_dim, cfg.projection_dim)
@@ -52,7 +49,7 @@ class BYOLTask(ViTViewsTask):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
         first, second = self.view_batches(batch)
-        both = torch.cat([first, second])
+        both = self.join([first, second])
         p0, p1 = self.predictor(self.projector(self.features(self.encoder, both))).chunk(2)
         with torch.no_grad():
             z0, z1 = self.target_projector(self.features(self.target_encoder, both)).chunk(2)

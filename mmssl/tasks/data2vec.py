@@ -32,8 +32,8 @@ from mmssl.recipe import Recipe, TaskConfig
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
+from mmssl.tasks.joint_embedding import pool
 from mmssl.tasks.mlm import ensure_tokenizer
-from mmssl.tasks.vit_views import pool
 from mmssl.tasks.wav2vec2 import Wav2Vec2Task
 
 

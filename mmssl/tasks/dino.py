@@ -1,32 +1,31 @@
 """DINO: self-distillation with no labels (Caron et al., 2021).
 
-The student sees all crops (2 global + N local), the EMA teacher only the global ones; the
+The student sees all views (2 global + N local), the EMA teacher only the global ones; the
 teacher's outputs are centered (a running mean) and sharpened (a low temperature), and the
-student matches them by cross-entropy on every pair of different crops.
+student matches them by cross-entropy on every pair of different views. Local views are
+small image crops, or short crops for audio; text has the 2 global views only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 
 from mmssl.augment.vision import ViewConfig
 from mmssl.heads.ssl import DINOHead
 from mmssl.losses.dino import dino_loss, update_center
-from mmssl.recipe import Recipe, TaskConfig
+from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import TaskOutput
 from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
-from mmssl.tasks.vit_views import ViTViewsTask
+from mmssl.tasks.joint_embedding import JointEmbeddingConfig, JointEmbeddingTask
 
 
 @dataclass
-class DINOConfig(TaskConfig):
+class DINOConfig(JointEmbeddingConfig):
     """``task:`` fields of DINO (defaults from the paper, head sized down)."""
 
-    modality: Literal["vision"] = "vision"
     out_dim: int = 4096
     hidden_dim: int = 1024
     bottleneck_dim: int = 256
@@ -38,7 +37,6 @@ class DINOConfig(TaskConfig):
     teacher_temperature: float = 0.04
     center_momentum: float = 0.9
     momentum: float = 0.996
-    pooling: Literal["cls", "mean"] = "cls"
     color_jitter: float = 0.5
 
     def __post_init__(self) -> None:
@@ -51,8 +49,8 @@ class DINOConfig(TaskConfig):
 
 
 @TASKS.register("dino", config=DINOConfig)
-class DINOTask(ViTViewsTask):
-    """Student-teacher distillation between global and local crops of each image."""
+class DINOTask(JointEmbeddingTask):
+    """Student-teacher distillation between the global and local views of each example."""
 
     def __init__(self, recipe: Recipe) -> None:
         cfg: DINOConfig = recipe.task
@@ -61,7 +59,7 @@ class DINOTask(ViTViewsTask):
         global_view = ViewConfig(image.size, tuple(cfg.global_scale), flip, cfg.color_jitter, blur_prob=0.5)
         local_view = ViewConfig(cfg.local_size or image.size // 2, tuple(cfg.local_scale), flip,
                                 cfg.color_jitter, blur_prob=0.5)
-        super().__init__(recipe, [global_view, global_view] + [local_view] * cfg.num_local_crops)
+        super().__init__(recipe, global_view, local_view, cfg.num_local_crops)
         self.cfg = cfg
         self.head = DINOHead(self.feature_dim, cfg.hidden_dim, cfg.bottleneck_dim, cfg.out_dim)
         self.teacher_encoder = make_teacher(self.encoder)
@@ -70,13 +68,13 @@ class DINOTask(ViTViewsTask):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
         views = self.view_batches(batch)
-        global_crops = torch.cat(views[:2])
+        global_crops = self.join(views[:2])
         with torch.no_grad():
             teacher = self.teacher_head(self.features(self.teacher_encoder, global_crops)).chunk(2)
         # crops of one size share a forward pass
         student = list(self.head(self.features(self.encoder, global_crops)).chunk(2))
         if len(views) > 2:
-            student += list(self.head(self.features(self.encoder, torch.cat(views[2:]))).chunk(len(views) - 2))
+            student += list(self.head(self.features(self.encoder, self.join(views[2:]))).chunk(len(views) - 2))
         cfg = self.cfg
         loss = dino_loss(student, list(teacher), self.center, cfg.student_temperature, cfg.teacher_temperature)
         if self.training:

@@ -1,31 +1,28 @@
-"""SimCLR: two augmented views per image, a projection MLP, NT-Xent over the global batch
-(Chen et al., 2020)."""
+"""SimCLR: two augmented views per example (image, text or audio), a projection MLP,
+NT-Xent over the global batch (Chen et al., 2020)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 
 from mmssl.augment.vision import ViewConfig
 from mmssl.heads.ssl import MLPHead
 from mmssl.losses.nt_xent import nt_xent_loss
-from mmssl.recipe import Recipe, TaskConfig
+from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import TaskOutput
-from mmssl.tasks.vit_views import ViTViewsTask
+from mmssl.tasks.joint_embedding import JointEmbeddingConfig, JointEmbeddingTask
 
 
 @dataclass
-class SimCLRConfig(TaskConfig):
-    """``task:`` fields of SimCLR."""
+class SimCLRConfig(JointEmbeddingConfig):
+    """``task:`` fields of SimCLR (``modality``, ``pooling`` and the audio/text views are shared)."""
 
-    modality: Literal["vision"] = "vision"
     temperature: float = 0.5
     projection_dim: int = 128
     projection_hidden_dim: int = 512
-    pooling: Literal["cls", "mean"] = "cls"
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
     color_jitter: float = 0.5
     blur_prob: float = 0.5
@@ -36,20 +33,20 @@ class SimCLRConfig(TaskConfig):
 
 
 @TASKS.register("simclr", config=SimCLRConfig)
-class SimCLRTask(ViTViewsTask):
-    """Contrastive learning between two views of each image."""
+class SimCLRTask(JointEmbeddingTask):
+    """Contrastive learning between two views of each example."""
 
     def __init__(self, recipe: Recipe) -> None:
         cfg: SimCLRConfig = recipe.task
         view = ViewConfig(recipe.data.image.size, tuple(cfg.crop_scale), recipe.data.image.horizontal_flip,
                           cfg.color_jitter, blur_prob=cfg.blur_prob)
-        super().__init__(recipe, [view, view])
+        super().__init__(recipe, view)
         self.cfg = cfg
         self.projection = MLPHead(self.feature_dim, cfg.projection_hidden_dim, cfg.projection_dim)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
         first, second = self.view_batches(batch)
-        z = self.projection(self.features(self.encoder, torch.cat([first, second])))
+        z = self.projection(self.features(self.encoder, self.join([first, second])))
         z0, z1 = z.chunk(2)
         loss = nt_xent_loss(z0, z1, self.cfg.temperature)
         with torch.no_grad():

@@ -1,0 +1,140 @@
+"""Waveform views for the audio joint-embedding tasks: random crop, gain, additive Gaussian
+noise at a random SNR, time masking and frequency masking.
+
+They work on the raw (already normalized) waveform, because the towers are ``Wav2Vec2Model``
+and read samples, not spectrograms. Every random draw comes from torch's RNG (the global one,
+which the loop seeds per example and epoch, or an explicit ``generator``), so a resumed run
+replays the same views.
+
+Frequency masking is SpecAugment's, done on the STFT and inverted: the band's bins are
+zeroed and ``torch.istft`` (Hann window, hop ``n_fft / 4``, which overlap-adds to a constant)
+rebuilds the waveform. That removes the whole band and leaves the rest as it was, at the cost
+of one FFT pair. A biquad band-reject filter (``torchaudio.functional.bandreject_biquad``)
+was the alternative: it is deep only at its centre frequency, so a band of a chosen width
+keeps much of its energy, and its recursion runs sample by sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torchaudio.functional as AF
+
+
+def _check_range(name: str, values: list[float]) -> None:
+    if len(values) != 2 or values[0] > values[1]:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {values}")
+
+
+@dataclass
+class AudioViewConfig:
+    """One kind of audio view; each step is applied with its probability."""
+
+    crop_seconds: float | None = 1.0      # None: the whole (decoded) clip
+    local_crop_seconds: float = 0.5       # DINO's local views: shorter crops, same steps
+    gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+    gain_prob: float = 0.8
+    noise_snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])
+    noise_prob: float = 0.5
+    time_mask_prob: float = 0.5
+    time_mask_fraction: float = 0.1       # widest zeroed span, as a fraction of the view
+    freq_mask_prob: float = 0.5
+    freq_mask_fraction: float = 0.15      # widest removed band, as a fraction of 0..Nyquist
+    n_fft: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("gain_prob", "noise_prob", "time_mask_prob", "freq_mask_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("time_mask_fraction", "freq_mask_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if (self.crop_seconds is not None and self.crop_seconds <= 0) or self.local_crop_seconds <= 0:
+            raise ValueError("crop_seconds and local_crop_seconds must be positive")
+        if self.n_fft < 4:
+            raise ValueError(f"n_fft must be at least 4, got {self.n_fft}")
+        _check_range("gain_db", self.gain_db)
+        _check_range("noise_snr_db", self.noise_snr_db)
+
+
+def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+def _randint(high: int, generator: torch.Generator | None) -> int:
+    """Uniform in ``[0, high]``, both ends included."""
+    return int(torch.randint(0, high + 1, (), generator=generator))
+
+
+def random_crop(wave: torch.Tensor, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random window of ``length`` samples; a shorter clip is returned whole (never padded)."""
+    if wave.numel() <= length:
+        return wave
+    start = _randint(wave.numel() - length, generator)
+    return wave[start : start + length]
+
+
+def add_noise(wave: torch.Tensor, snr_db: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """White Gaussian noise scaled so that signal power / noise power is ``snr_db``."""
+    noise = torch.randn(wave.shape, generator=generator, dtype=wave.dtype)
+    return AF.add_noise(wave[None], noise[None], torch.tensor([snr_db], dtype=wave.dtype))[0]
+
+
+def time_mask(wave: torch.Tensor, max_fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero one span of up to ``max_fraction`` of the samples (its width is uniform too)."""
+    width = int(float(torch.rand((), generator=generator)) * max_fraction * wave.numel())
+    start = _randint(wave.numel() - width, generator)
+    out = wave.clone()
+    out[start : start + width] = 0.0
+    return out
+
+
+def band_stop(wave: torch.Tensor, low_bin: int, high_bin: int, n_fft: int) -> torch.Tensor:
+    """Remove STFT bins ``[low_bin, high_bin)`` (bin ``k`` is ``k * rate / n_fft`` Hz).
+
+    Clips shorter than ``n_fft`` come back unchanged: their spectrum has no bands to speak of.
+    """
+    if high_bin <= low_bin or wave.numel() < n_fft:
+        return wave
+    window = torch.hann_window(n_fft, dtype=wave.dtype)
+    spec = torch.stft(wave, n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
+    spec[low_bin:high_bin] = 0
+    return torch.istft(spec, n_fft, hop_length=n_fft // 4, window=window, length=wave.numel())
+
+
+def freq_mask(wave: torch.Tensor, max_fraction: float, n_fft: int,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Remove one band of up to ``max_fraction`` of the spectrum, at a uniform position."""
+    bins = n_fft // 2 + 1
+    width = int(float(torch.rand((), generator=generator)) * max_fraction * bins)
+    low = _randint(bins - width, generator)
+    return band_stop(wave, low, low + width, n_fft)
+
+
+class AudioViews:
+    """One augmented view of a waveform: crop, then gain, noise, frequency and time masks
+    (masks last, so a masked region holds no noise)."""
+
+    def __init__(self, view: AudioViewConfig, sampling_rate: int, crop_seconds: float | None = None) -> None:
+        self.view = view
+        seconds = crop_seconds if crop_seconds is not None else view.crop_seconds
+        self.crop = int(round(seconds * sampling_rate)) if seconds is not None else None
+
+    def __call__(self, wave: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        v = self.view
+
+        def happens(p: float) -> bool:
+            return p > 0 and float(torch.rand((), generator=generator)) < p
+
+        if self.crop is not None:
+            wave = random_crop(wave, self.crop, generator)
+        if happens(v.gain_prob):
+            wave = AF.gain(wave, _uniform(*v.gain_db, generator))
+        if happens(v.noise_prob):
+            wave = add_noise(wave, _uniform(*v.noise_snr_db, generator), generator)
+        if happens(v.freq_mask_prob):
+            wave = freq_mask(wave, v.freq_mask_fraction, v.n_fft, generator)
+        if happens(v.time_mask_prob):
+            wave = time_mask(wave, v.time_mask_fraction, generator)
+        return wave.contiguous()
