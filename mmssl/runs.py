@@ -21,9 +21,20 @@ def find_checkpoint(path: str | Path) -> Path:
 
 
 def init_weights(task: PretextTask, source: str | Path) -> None:
-    """Load a run's, checkpoint's, exported folder's or Hub model's weights into ``task``."""
-    from mmssl.hub.load import is_pretrained_source, load_pretrained
+    """Load a run's, checkpoint's, exported folder's or Hub model's weights into ``task``.
 
+    A dual-encoder export (CLIP pairs without a transformers class) loads whole, strictly.
+    """
+    from mmssl.hub.load import (
+        is_dual_encoder,
+        is_pretrained_source,
+        load_dual_encoder,
+        load_pretrained,
+    )
+
+    if is_dual_encoder(source):
+        task.load_state_dict(load_dual_encoder(source).state_dict())
+        return
     if is_pretrained_source(source):
         load_pretrained(task, source)
         return

@@ -9,7 +9,9 @@ HELP = "evaluate a clip run: retrieval R@1/5/10 both ways and zero-shot accuracy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="a run directory written by `mmssl pretrain` with task: clip")
+    parser.add_argument(
+        "run_dir", help="a run directory written by `mmssl pretrain` with task: clip, or its dual-encoder export"
+    )
     parser.add_argument("--split", default="test", help="the split of the recipe's data to score (default: test)")
     parser.add_argument("--max-examples", type=int, default=None, help="score only the first N examples of each set")
     parser.add_argument("--batch-size", type=int, default=256)

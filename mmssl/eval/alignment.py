@@ -19,6 +19,7 @@ from mmssl.data.pairing import class_names
 from mmssl.data.sources import load_data
 from mmssl.eval.retrieval import labels_relevance, retrieval_metrics
 from mmssl.eval.zero_shot import class_prototypes, prompt_labels, prompt_texts, zero_shot_accuracy
+from mmssl.hub.load import is_dual_encoder, load_dual_encoder
 from mmssl.runs import load_run
 from mmssl.tasks.clip import ClipTask
 
@@ -94,8 +95,8 @@ def evaluate_alignment(
 def evaluate_run(
     run_dir: str | Path, split: str = "test", max_examples: int | None = None, batch_size: int = 256
 ) -> tuple[dict[str, Any], Path]:
-    """Load a run, evaluate it, and write ``<run>/eval/alignment.json``; returns the report and file."""
-    _, task = load_run(run_dir)
+    """Load a run (or a dual-encoder export), evaluate it, and write ``<dir>/eval/alignment.json``."""
+    task = load_dual_encoder(run_dir) if is_dual_encoder(run_dir) else load_run(run_dir)[1]
     if not isinstance(task, ClipTask):
         raise ValueError(f"{run_dir}: not a clip run (task {task.recipe.task.name!r})")
     report = evaluate_alignment(task, split, max_examples, batch_size)

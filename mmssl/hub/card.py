@@ -229,18 +229,59 @@ def _usage(recipe: Recipe, task: Any, model_class: str, repo: str) -> str:
     )
 
 
+def dual_encoder_usage(recipe: Recipe, task: Any) -> str:
+    """How to use a dual-encoder export: each tower with transformers, the whole with mmssl."""
+    repo = recipe.hub.repo_id or "PATH/TO/EXPORT"
+    loads = []
+    for modality in task.modalities:
+        processor, call = _LOADERS[modality]
+        loads.append(
+            f'{modality}_processor = {processor}.from_pretrained(repo, subfolder="{modality}")\n'
+            f'{modality}_model = AutoModel.from_pretrained(repo, subfolder="{modality}")\n'
+            f"{modality}_states = {modality}_model(**{modality}_processor({call}, "
+            'return_tensors="pt")).last_hidden_state'
+        )
+    processors = ", ".join(sorted({_LOADERS[m][0] for m in task.modalities}))
+    pooling = ", ".join(f"{m}: `{task.towers[m].pooling}`" for m in task.modalities)
+    return (
+        "Each tower is a plain transformers model in its own folder:\n\n"
+        "```python\n"
+        f"from transformers import AutoModel, {processors}\n\n"
+        f'repo = "{repo}"\n' + "\n".join(loads) + "\n```\n\n"
+        f"The shared embedding is the pooled state ({pooling}) through the projection in "
+        "`projections.safetensors`, L2-normalised; `mmssl_dual_encoder.json` describes it. "
+        "mmssl rebuilds the whole model (towers, pooling, projections, logit scale):\n\n"
+        "```python\n"
+        "from huggingface_hub import snapshot_download\n"
+        "from mmssl.hub.load import load_dual_encoder\n"
+        "from mmssl.eval.alignment import embed_values\n\n"
+        f'model = load_dual_encoder(snapshot_download("{repo}"))  # or a local folder\n'
+        f'embeddings = embed_values(model, "{task.modalities[0]}", [...])  # raw cells, as in the data set\n'
+        "```\n\n"
+        "`mmssl retrieval FOLDER` scores retrieval on the recipe's test data; "
+        "`task.towers.<modality>.init_from: FOLDER` in a clip recipe starts a tower from it."
+    )
+
+
 def model_card(
-    recipe: Recipe, task: Any, run_dir: str | Path | None = None, encoder_class: str | None = None
+    recipe: Recipe,
+    task: Any,
+    run_dir: str | Path | None = None,
+    encoder_class: str | None = None,
+    model_class: str | None = None,
+    usage: str | None = None,
 ) -> ModelCard:
     """The card for ``task`` trained by ``recipe``; ``run_dir`` adds training and eval facts.
 
-    ``encoder_class`` names the exported encoder when export converted the backbone.
+    ``encoder_class`` names the exported encoder when export converted the backbone;
+    ``model_class`` and ``usage`` replace the root model's class and the usage section
+    for exports that are not one transformers model (CLIP's dual-encoder folder).
     """
     run_dir = Path(run_dir) if run_dir is not None else None
     report = _read_json(run_dir / "eval" / "report.json") if run_dir else None
     rows = eval_rows(report) if report is not None else []
     data = card_data(recipe, task, rows)
-    model_class = type(task.export_model()).__name__
+    model_class = model_class or type(task.export_model()).__name__
     backbone_class = encoder_class or type(task.backbone).__name__
     repo = recipe.hub.repo_id or "PATH/TO/EXPORT"
     sections = [
@@ -249,7 +290,7 @@ def model_card(
         f"mmssl on {_data_name(recipe.data)} "
         f"(model preset `{recipe.model.preset}`; pretraining model `{model_class}`, "
         f"encoder `{backbone_class}`).",
-        "## How to use\n\n" + _usage(recipe, task, model_class, repo),
+        "## How to use\n\n" + (usage or _usage(recipe, task, model_class, repo)),
     ]
     training = _training_lines(run_dir)
     if training:

@@ -1,6 +1,6 @@
 """Export a run as a folder that plain transformers loads, without importing mmssl.
 
-Layout (the same for every task)::
+Layout (every task but CLIP pairs without a transformers class, below)::
 
     OUT_DIR/
       README.md                model card (Hub metadata, recipe, training, eval results)
@@ -15,10 +15,24 @@ The root reloads with ``AutoModelForPreTraining`` / ``AutoModelForMaskedLM`` to 
 pretraining; ``encoder/`` is what downstream users want. MAE's backbone is converted to a
 plain ``ViTModel`` there: ``ViTMAEModel`` shuffles and masks patches on every call, which is
 right for pretraining and wrong for feature extraction; the weights map one to one.
+
+CLIP pairs other than image-text (``[vision, audio]``, ``[audio, text]``) have no
+transformers dual-encoder class; they export as a dual-encoder folder (docs/hub.md)::
+
+    OUT_DIR/
+      README.md, mmssl_recipe.yaml
+      mmssl_dual_encoder.json  modalities, embed_dim, projection kind, pooling per tower
+      projections.safetensors  projections.<modality>.* and logit_scale (its log, as CLIP)
+      <modality>/              each tower: a plain transformers folder (AutoModel) with
+        config.json, model.safetensors, <processor files>   its processor or tokenizer
+
+``mmssl.hub.load.load_dual_encoder`` rebuilds the task from it.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import tempfile
@@ -26,10 +40,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import save_file
 from torch import nn
 from transformers import PreTrainedModel, ViTConfig, ViTModel
 
-from mmssl.hub.card import model_card
+from mmssl.hub.card import dual_encoder_usage, model_card
+from mmssl.hub.load import DUAL_ENCODER_FILE, DUAL_ENCODER_FORMAT, PROJECTIONS_FILE
 from mmssl.recipe import save_recipe
 from mmssl.runs import load_run
 
@@ -73,8 +89,38 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out_dir} is not empty: choose another folder or pass --overwrite")
 
 
+def write_dual_encoder(task: Any, recipe: Any, out_dir: Path, run_dir: Path | None = None) -> None:
+    """A CLIP pair without a transformers class: tower folders, projections, logit scale, JSON."""
+    processors = task.processor()
+    for modality in task.modalities:
+        task.towers[modality].model.save_pretrained(out_dir / modality)
+        processors[modality].save_pretrained(out_dir / modality)
+    cfg = task.cfg
+    log_scale = task.logit_scale.detach().clamp(max=math.log(cfg.max_logit_scale))
+    tensors = {f"projections.{k}": v.detach().contiguous() for k, v in task.projections.state_dict().items()}
+    save_file({**tensors, "logit_scale": log_scale.clone()}, out_dir / PROJECTIONS_FILE)
+    spec = {
+        "format": DUAL_ENCODER_FORMAT,
+        "modalities": list(task.modalities),
+        "embed_dim": cfg.embed_dim,
+        "projection": cfg.projection,
+        "pooling": {m: task.towers[m].pooling for m in task.modalities},
+        "max_logit_scale": cfg.max_logit_scale,
+        "classes": {m: type(task.towers[m].model).__name__ for m in task.modalities},
+    }
+    (out_dir / DUAL_ENCODER_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+    save_recipe(recipe, out_dir / RECIPE_FILE)
+    classes = " + ".join(spec["classes"].values())
+    card = model_card(recipe, task, run_dir, classes, model_class="mmssl dual encoder",
+                      usage=dual_encoder_usage(recipe, task))
+    card.save(out_dir / "README.md")
+
+
 def write_export(task: Any, recipe: Any, out_dir: Path, run_dir: Path | None = None) -> None:
     """Write the pretraining model, its encoder, processor, recipe and card into ``out_dir``."""
+    if getattr(task, "exports_dual_encoder_folder", False):
+        write_dual_encoder(task, recipe, out_dir, run_dir)
+        return
     model = task.export_model()
     processor = task.processor()
     model.save_pretrained(out_dir)

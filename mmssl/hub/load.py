@@ -4,16 +4,27 @@ The source is loaded with the class of the task's own ``export_model()`` and its
 are copied in, so the recipe's architecture must match the exported one; a mismatch is an
 error that lists the differing weights rather than a silent partial load, and so is a task
 whose ``export_model()`` is a copy (CLIP's dual encoder) rather than its own modules.
+
+``load_dual_encoder`` reads the folder format of CLIP pairs without a transformers class
+(``[vision, audio]``, ``[audio, text]``; see ``mmssl.hub.export``) back as a clip task.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file
 from transformers import AutoConfig
 
 from mmssl.train.checkpoint import CheckpointError
+
+DUAL_ENCODER_FILE = "mmssl_dual_encoder.json"
+DUAL_ENCODER_FORMAT = "mmssl-dual-encoder/1"
+PROJECTIONS_FILE = "projections.safetensors"
 
 
 def is_pretrained_source(source: str | Path) -> bool:
@@ -58,3 +69,51 @@ def load_pretrained(task: Any, source: str | Path) -> None:
             f"{'; '.join(wrong[:5])}; set model.preset/model.config like the source's config.json"
         )
     target.load_state_dict(theirs, strict=True)
+
+
+def is_dual_encoder(source: str | Path) -> bool:
+    """An exported dual-encoder folder (it holds ``mmssl_dual_encoder.json``)."""
+    return (Path(source) / DUAL_ENCODER_FILE).is_file()
+
+
+def load_dual_encoder(folder: str | Path) -> Any:
+    """The clip task of a dual-encoder export: towers from ``<modality>/``, projections, logit scale.
+
+    The recipe saved with the export gives the preprocessing (image size and
+    normalisation, sampling rate) and the data of ``mmssl retrieval``; the JSON gives the
+    model's shape; each tower is read with ``AutoModel`` through ``towers.<m>.init_from``.
+    """
+    from mmssl.hub.export import RECIPE_FILE
+    from mmssl.modalities.towers import TowerConfig
+    from mmssl.recipe import load_recipe
+    from mmssl.tasks.base import build_task
+
+    folder = Path(folder)
+    try:
+        spec = json.loads((folder / DUAL_ENCODER_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{folder}: cannot read {DUAL_ENCODER_FILE}: {err}") from err
+    if spec.get("format") != DUAL_ENCODER_FORMAT:
+        raise CheckpointError(
+            f"{folder / DUAL_ENCODER_FILE}: format {spec.get('format')!r}, this mmssl reads {DUAL_ENCODER_FORMAT!r}"
+        )
+    recipe = load_recipe(folder / RECIPE_FILE)
+    modalities = list(spec["modalities"])
+    towers = {
+        m: dataclasses.replace(recipe.task.towers.get(m, TowerConfig()), init_from=str(folder / m),
+                               pooling=spec["pooling"][m], freeze=False)
+        for m in modalities
+    }
+    task_cfg = dataclasses.replace(recipe.task, modalities=modalities, towers=towers, embed_dim=spec["embed_dim"],
+                                   projection=spec["projection"], max_logit_scale=spec["max_logit_scale"])
+    data = recipe.data
+    if "text" in modalities:
+        data = dataclasses.replace(data, text=dataclasses.replace(data.text, tokenizer=str(folder / "text")))
+    recipe = dataclasses.replace(recipe, task=task_cfg, data=data)
+    task = build_task(recipe)
+    tensors = load_file(folder / PROJECTIONS_FILE)
+    prefix = "projections."
+    task.projections.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    with torch.no_grad():
+        task.logit_scale.copy_(tensors["logit_scale"])
+    return task.eval()

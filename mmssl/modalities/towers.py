@@ -36,18 +36,42 @@ class TowerConfig:
     freeze: bool = False
 
 
-def load_backbone(path: str) -> PreTrainedModel:
-    """The backbone of an mmssl run directory (or checkpoint), or an exported transformers folder."""
+#: the attribute of a ``VisionTextDualEncoderModel`` that holds each tower.
+_DUAL_ENCODER_TOWERS = {"vision": "vision_model", "text": "text_model"}
+
+
+def _task_backbone(task: Any, modality: str) -> PreTrainedModel:
+    """A task's backbone; of a clip task, the tower of ``modality``."""
+    towers = getattr(task, "towers", None)
+    if towers is not None:
+        if modality not in towers:
+            raise ValueError(f"init_from: the clip run has towers {list(towers)}, none for {modality!r}")
+        return towers[modality].model
+    return task.backbone
+
+
+def load_backbone(path: str, modality: str) -> PreTrainedModel:
+    """The ``modality`` backbone of an mmssl run (or checkpoint), an export, or a transformers folder.
+
+    A clip run or a dual-encoder export gives its tower of that modality; an image-text
+    ``VisionTextDualEncoderModel`` export its vision or text model.
+    """
+    from mmssl.hub.load import is_dual_encoder
     from mmssl.runs import find_checkpoint, load_run
 
     where = Path(path)
+    if is_dual_encoder(where):
+        if not (where / modality / "config.json").is_file():
+            raise FileNotFoundError(f"init_from: the dual-encoder export {path!r} has no {modality}/ tower")
+        where = where / modality
     if (where / "config.json").is_file():
-        return AutoModel.from_pretrained(str(where))
+        model = AutoModel.from_pretrained(str(where))
+        return getattr(model, _DUAL_ENCODER_TOWERS.get(modality, ""), model)
     if (where / "recipe.yaml").is_file():
-        return load_run(where)[1].backbone
+        return _task_backbone(load_run(where)[1], modality)
     if where.is_dir():
         checkpoint = find_checkpoint(where)
-        return load_run(checkpoint.parents[1], checkpoint)[1].backbone
+        return _task_backbone(load_run(checkpoint.parents[1], checkpoint)[1], modality)
     raise FileNotFoundError(
         f"init_from: {path!r} is neither an mmssl run directory nor a transformers folder (config.json)"
     )
@@ -64,7 +88,7 @@ def as_vit(model: PreTrainedModel, pooler: bool) -> ViTModel:
     """A ``ViTModel`` with the weights of a ViT or ViT-MAE encoder (MAE's encoder is a ViT).
 
     The pooler (dense + tanh on the CLS token, what ``VisionTextDualEncoderModel`` reads)
-    is added fresh when asked for and absent.
+    is added fresh when asked for and absent, and dropped when not asked for.
     """
     if isinstance(model, ViTModel) and (model.pooler is not None) == pooler:
         return model
@@ -72,10 +96,11 @@ def as_vit(model: PreTrainedModel, pooler: bool) -> ViTModel:
     vit = ViTModel(config, add_pooling_layer=pooler)
     result = vit.load_state_dict(model.state_dict(), strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("pooler.")]
-    if missing or result.unexpected_keys:
+    unexpected = [k for k in result.unexpected_keys if not k.startswith("pooler.")]
+    if missing or unexpected:
         raise ValueError(
             f"cannot read a {type(model).__name__} as a ViT encoder "
-            f"(missing: {missing[:3]}, unexpected: {result.unexpected_keys[:3]})"
+            f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
         )
     return vit
 
@@ -126,7 +151,7 @@ class VisionTower(Tower):
     def __init__(self, cfg: TowerConfig, data: DataConfig) -> None:
         pooling = "pooler" if cfg.pooling == "auto" else cfg.pooling
         if cfg.init_from:
-            model = as_vit(load_backbone(cfg.init_from), pooler=pooling == "pooler")
+            model = as_vit(load_backbone(cfg.init_from, "vision"), pooler=pooling == "pooler")
             image = data.image
             if (model.config.image_size, model.config.num_channels) != (image.size, image.channels):
                 raise ValueError(
@@ -184,7 +209,7 @@ class AudioTower(Tower):
         if pooling == "pooler":
             raise ValueError("task.towers.audio.pooling: Wav2Vec2 has no pooler; use 'mean' or 'cls'")
         if cfg.init_from:
-            model = load_backbone(cfg.init_from)
+            model = load_backbone(cfg.init_from, "audio")
             if not isinstance(model, Wav2Vec2Model):
                 model = getattr(model, "wav2vec2", model)
         else:
@@ -232,7 +257,7 @@ class TextTower(Tower):
         pooling = "pooler" if cfg.pooling == "auto" else cfg.pooling
         tokenizer = load_tokenizer(data.text)
         if cfg.init_from:
-            model = load_backbone(cfg.init_from)
+            model = load_backbone(cfg.init_from, "text")
             model = getattr(model, "bert", model)
         else:
             config = bert_config(ModelConfig(cfg.preset, dict(cfg.config)), data.text, tokenizer)

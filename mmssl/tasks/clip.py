@@ -198,6 +198,11 @@ class ClipTask(PretextTask):
                 return self.towers[modality](inputs)
         raise ValueError(f"the batch holds none of {list(self.modalities)}")
 
+    @property
+    def exports_dual_encoder_folder(self) -> bool:
+        """Pairs without a transformers dual-encoder class export as mmssl's folder format."""
+        return set(self.modalities) != {"vision", "text"}
+
     def export_model(self) -> Any:
         """Image-text: a transformers ``VisionTextDualEncoderModel`` with these weights."""
         from transformers import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
@@ -205,7 +210,7 @@ class ClipTask(PretextTask):
         if set(self.modalities) != {"vision", "text"}:
             raise ValueError(
                 f"export_model: {list(self.modalities)} has no transformers class; "
-                "export the towers one by one (task.towers[m].model) with their processors"
+                "`mmssl export` writes it as a dual-encoder folder (docs/hub.md)"
             )
         vision, text = self.towers["vision"], self.towers["text"]
         if vision.pooling != "pooler" or text.pooling != "pooler" or self.cfg.projection != "linear":
