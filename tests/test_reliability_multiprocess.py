@@ -103,3 +103,34 @@ def test_streaming_with_two_processes_sees_each_example_once_per_epoch(tmp_path)
     seen = [json.loads((tmp_path / f"seen_{rank}.json").read_text()) for rank in (0, 1)]
     assert len(seen[0]) == len(seen[1]) == 16
     assert sorted(seen[0] + seen[1]) == list(range(32))
+
+
+def fault_run(tmp_path: Path, mode: str, **train: object) -> list[dict]:
+    run_dir = tmp_path / mode
+    recipe = {**TINY_MAE, "output_dir": str(run_dir),
+              "data": {**TINY_MAE["data"], "on_bad_example": "skip"},
+              "train": {**TINY_MAE["train"], "batch_size": 8, **train}}
+    recipe_file = tmp_path / f"{mode}.yaml"
+    recipe_file.write_text(yaml.safe_dump(recipe))
+    torchrun(str(REPO / "tests" / "reliability_fault_worker.py"), str(recipe_file), str(tmp_path), mode)
+    return [json.loads((tmp_path / f"result_{rank}.json").read_text()) for rank in (0, 1)]
+
+
+@pytest.mark.slow
+def test_a_batch_left_empty_on_one_process_is_skipped_by_all_instead_of_hanging(tmp_path):
+    # rank 1's whole first batch fails to decode; without agreement rank 0 would wait in the
+    # step's collectives for a process that went on to its next batch (torchrun's timeout)
+    results = fault_run(tmp_path, "bad_batch", max_steps=4, save_every=0)
+    assert results[0] == results[1] == {"step": 4, "bad_examples": 8}
+    assert [p.name for p in checkpoint_dirs(tmp_path / "bad_batch")] == ["step_00000004"]
+
+
+@pytest.mark.slow
+def test_a_save_failing_on_one_process_fails_on_all_and_keeps_the_last_checkpoint(tmp_path):
+    results = fault_run(tmp_path, "save_fails", max_steps=6, save_every=2)
+    for result in results:
+        assert "step 4" in result["error"] and "on 1 of 2 process(es)" in result["error"]
+        assert "last good checkpoint is" in result["error"] and "step_00000002" in result["error"]
+    assert "No space left on device (planted)" in results[1]["error"]
+    assert [p.name for p in checkpoint_dirs(tmp_path / "save_fails")] == ["step_00000002"]
+    assert not list((tmp_path / "save_fails" / "checkpoints").glob(".tmp-*"))

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
@@ -59,20 +60,19 @@ def save_checkpoint(
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
+    # every process learns whether all of them wrote their part, so all raise together
+    # instead of some waiting forever for the ones that failed
     try:
         accelerator.save_state(str(tmp), safe_serialization=True)
         if accelerator.is_main_process:
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
             _fsync_tree(tmp)
     except Exception as err:  # torch.save reports a full disk as RuntimeError, not OSError
-        shutil.rmtree(tmp, ignore_errors=True)
-        last = previous or "none yet"
-        free = shutil.disk_usage(root).free / 2**20
-        raise CheckpointError(
-            f"could not write the checkpoint for step {state['step']} in {root} "
-            f"({free:.1f} MiB free; a full disk?): {type(err).__name__}: {err}. "
-            f"The last good checkpoint is {last}."
-        ) from err
+        failed = _count_failures(accelerator, True)
+        raise _save_failed(accelerator, tmp, state, previous, failed, f"{type(err).__name__}: {err}") from err
+    failed = _count_failures(accelerator, False)
+    if failed:
+        raise _save_failed(accelerator, tmp, state, previous, failed, "another process failed to write its part")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if final.exists():
@@ -82,6 +82,26 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def _save_failed(
+    accelerator: Accelerator, tmp: Path, state: dict[str, Any], previous: Path | None, failed: int, reason: str
+) -> CheckpointError:
+    """Remove the partial checkpoint and describe the failure (the step, free space, last good)."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    free = shutil.disk_usage(tmp.parent).free / 2**20
+    return CheckpointError(
+        f"could not write the checkpoint for step {state['step']} in {tmp.parent} "
+        f"({free:.1f} MiB free; a full disk?) on {failed} of {accelerator.num_processes} "
+        f"process(es): {reason}. The last good checkpoint is {previous or 'none yet'}."
+    )
+
+
+def _count_failures(accelerator: Accelerator, failed: bool) -> int:
+    flag = torch.tensor([float(failed)], device=accelerator.device)
+    return int(accelerator.reduce(flag, reduction="sum").item())
 
 
 def load_checkpoint(accelerator: Accelerator, path: str | Path) -> dict[str, Any]:

@@ -209,7 +209,10 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
             for batch in batches:
                 state["batch_in_epoch"] += 1
-                bad = int(accelerator.reduce(batch.pop(BAD_KEY).sum().to(accelerator.device), "sum"))
+                # one collective for both: the bad examples of all processes, and how many
+                # processes were left with no example at all
+                local = torch.stack([batch.pop(BAD_KEY).sum().float(), torch.tensor(float(not batch))])
+                bad, empty = (int(v) for v in accelerator.reduce(local.to(accelerator.device), "sum").tolist())
                 state["bad_examples"] += bad
                 state["seen_examples"] += cfg.batch_size * accelerator.num_processes
                 if state["bad_examples"] > cfg_bad_limit(recipe, state["seen_examples"]):
@@ -217,7 +220,9 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
                         f"{state['bad_examples']} of {state['seen_examples']} examples were bad, "
                         f"more than data.max_bad_fraction={recipe.data.max_bad_fraction}"
                     )
-                if not batch:
+                if empty:
+                    # every process skips it: one process stepping alone would wait forever in
+                    # the next collective for the others
                     continue
                 # the step's randomness (masks, dropout) depends only on where it is in the
                 # run, so a resumed run draws exactly what the uninterrupted one drew
