@@ -364,3 +364,14 @@ def test_unsupported_combinations_are_clear_errors(tokenizer_dir):
         audio_task("byol", pooling="cls")
     with pytest.raises(RecipeError, match="task.text_views"):
         text_task("simclr", tokenizer_dir, text_views={"token_dropout": 1.0})
+
+
+def test_text_task_views_keep_cls_and_sep_but_may_drop_unk(tokenizer_dir):
+    task = text_task("simclr", tokenizer_dir, text_views={"token_dropout": 0.9, "span_deletion_prob": 0.0})
+    tok = task.inputs.tokenizer
+    assert tok.unk_token_id is not None
+    ids = torch.tensor([tok.cls_token_id] + [tok.unk_token_id] * 50 + [tok.sep_token_id])
+    torch.manual_seed(0)
+    out = task.inputs.views(ids)
+    assert out[0] == tok.cls_token_id and out[-1] == tok.sep_token_id
+    assert 3 <= len(out) < 20

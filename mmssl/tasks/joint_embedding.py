@@ -122,7 +122,9 @@ class _Text:
         self.tokenizer = ensure_tokenizer(recipe)
         self.adapter = TextAdapter(recipe.data.text, self.tokenizer)
         self.encoder = BertModel(bert_config(recipe.model, recipe.data.text, self.tokenizer), add_pooling_layer=False)
-        self.views = TextViews(recipe.task.text_views, self.tokenizer.all_special_ids)
+        # [UNK] stands for ordinary text, so views may drop it like any other token
+        kept = [i for i in self.tokenizer.all_special_ids if i != self.tokenizer.unk_token_id]
+        self.views = TextViews(recipe.task.text_views, kept)
 
     def prepare(self, dataset: Any) -> tuple[Any, int]:
         dataset, bad = drop_bad_texts(dataset, self.recipe.data.on_bad_example)
