@@ -31,7 +31,7 @@ def _train_and_export(recipe, out):
 @pytest.fixture(scope="module")
 def vision_audio(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("clip-va")
-    tree = av_mnist(shared_data, root, projection="mlp")
+    tree = av_mnist(shared_data, root, projection="mlp", projection_batch_norm=True)
     tree["data"]["max_examples"] = 32
     tree["train"]["max_steps"] = 2
     return _train_and_export(recipe_from_dict(tree), root / "export")
@@ -111,7 +111,7 @@ def test_towers_init_from_and_retrieval_read_the_export(vision_audio, shared_dat
     for modality in ("vision", "audio"):
         state = loaded.towers[modality].model.state_dict()
         assert all(torch.equal(state[k], v) for k, v in fresh.towers[modality].model.state_dict().items())
-    whole = av_mnist(shared_data, tmp_path, projection="mlp")
+    whole = av_mnist(shared_data, tmp_path, projection="mlp", projection_batch_norm=True)
     whole["model"] = {"init_from": str(out)}
     task = build_task(recipe_from_dict(whole))
     init_weights(task, str(out))

@@ -47,6 +47,25 @@ def test_perfect_alignment_gives_low_loss_and_swapping_is_symmetric():
     )
 
 
+def test_same_label_rows_are_left_out_of_the_negatives():
+    torch.manual_seed(1)
+    a, b = F.normalize(torch.randn(4, 3), dim=-1), F.normalize(torch.randn(4, 3), dim=-1)
+    labels = torch.tensor([0, 1, 0, 2])
+    scale = torch.tensor(5.0)
+    expected = 0.0
+    for i in range(4):
+        keep = [j for j in range(4) if j == i or labels[j] != labels[i]]
+        for x, y in ((a, b), (b, a)):
+            logits = scale * x[i] @ y[keep].T
+            expected += -(logits[keep.index(i)] - torch.logsumexp(logits, 0)) / 8
+    loss, _ = clip_loss(a, b, scale, gather=False, labels=labels)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    unmasked, _ = clip_loss(a, b, scale, gather=False)
+    assert loss.item() < unmasked.item()
+    distinct, _ = clip_loss(a, b, scale, gather=False, labels=torch.arange(4))
+    assert distinct.item() == pytest.approx(unmasked.item(), rel=1e-6)
+
+
 def test_logit_scale_is_capped_at_the_maximum():
     assert clip_logit_scale(torch.tensor(math.log(1000.0))).item() == pytest.approx(100.0)
     assert clip_logit_scale(torch.tensor(math.log(20.0))).item() == pytest.approx(20.0)
@@ -61,7 +80,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, out: dict) -> None:
+def _worker(rank: int, world: int, port: int, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, out: dict,
+            labels: torch.Tensor | None) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
@@ -71,7 +91,8 @@ def _worker(rank: int, world: int, port: int, a: torch.Tensor, b: torch.Tensor, 
         scale = torch.tensor(7.0, requires_grad=True)
         local_a = F.normalize(a[start : start + sizes[rank]] @ weight, dim=-1)
         local_b = F.normalize(b[start : start + sizes[rank]], dim=-1)
-        loss, _ = clip_loss(local_a, local_b, scale)
+        local_labels = None if labels is None else labels[start : start + sizes[rank]]
+        loss, _ = clip_loss(local_a, local_b, scale, labels=local_labels)
         loss.backward()
         # DDP averages gradients and the loop averages the logged loss over processes
         for t in (weight.grad, scale.grad, loss.detach()):
@@ -83,16 +104,17 @@ def _worker(rank: int, world: int, port: int, a: torch.Tensor, b: torch.Tensor, 
 
 
 @pytest.mark.slow
-def test_gathered_loss_and_gradients_match_one_process_with_the_whole_batch():
+@pytest.mark.parametrize("labels", [None, torch.tensor([0, 1, 2, 0, 1])], ids=["all-negatives", "same-label-masked"])
+def test_gathered_loss_and_gradients_match_one_process_with_the_whole_batch(labels):
     torch.manual_seed(0)
     a, b, w = torch.randn(5, 6), torch.randn(5, 4), torch.randn(6, 4)
     weight = w.clone().requires_grad_(True)
     scale = torch.tensor(7.0, requires_grad=True)
-    full, _ = clip_loss(F.normalize(a @ weight, dim=-1), F.normalize(b, dim=-1), scale, gather=False)
+    full, _ = clip_loss(F.normalize(a @ weight, dim=-1), F.normalize(b, dim=-1), scale, gather=False, labels=labels)
     full.backward()
 
     out = mp.Manager().dict()
-    mp.spawn(_worker, args=(2, _free_port(), a, b, w, out), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), a, b, w, out, labels), nprocs=2, join=True)
     for rank in (0, 1):
         loss, grad_w, grad_scale = out[rank]
         assert loss.item() == pytest.approx(full.item(), rel=1e-5)

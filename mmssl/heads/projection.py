@@ -14,9 +14,18 @@ class ProjectionHead(nn.Module):
 
     The linear form is what ``VisionTextDualEncoderModel`` holds, so image-text models
     with it export as that class; the MLP (SimCLR-style, GELU) can help small towers.
+
+
+    ``batch_norm`` standardises the features over the batch first (no affine: the map after
+    it has its own scale). Freshly initialised towers give nearly the same pooled vector to
+    every input (cosine ~0.99 for a mean-pooled ViT), so all pairs look alike and the loss
+    sits at ln(batch); centring removes that shared part (MoCo v3 and SimCLR v2 heads use
+    BatchNorm too). Evaluation uses the running statistics.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, kind: str = "linear", hidden_dim: int | None = None) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, kind: str = "linear", hidden_dim: int | None = None, batch_norm: bool = False
+    ) -> None:
         super().__init__()
         if kind == "linear":
             self.net: nn.Module = nn.Linear(in_dim, out_dim, bias=False)
@@ -25,7 +34,8 @@ class ProjectionHead(nn.Module):
             self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
         else:
             raise ValueError(f"projection kind must be 'linear' or 'mlp', got {kind!r}")
+        self.norm = nn.BatchNorm1d(in_dim, affine=False) if batch_norm else nn.Identity()
         self.kind = kind
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)
+        return self.net(self.norm(features))

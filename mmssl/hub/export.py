@@ -104,6 +104,7 @@ def write_dual_encoder(task: Any, recipe: Any, out_dir: Path, run_dir: Path | No
         "modalities": list(task.modalities),
         "embed_dim": cfg.embed_dim,
         "projection": cfg.projection,
+        "projection_batch_norm": cfg.projection_batch_norm,
         "pooling": {m: task.towers[m].pooling for m in task.modalities},
         "max_logit_scale": cfg.max_logit_scale,
         "classes": {m: type(task.towers[m].model).__name__ for m in task.modalities},

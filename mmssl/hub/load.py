@@ -105,7 +105,8 @@ def load_dual_encoder(folder: str | Path) -> Any:
         for m in modalities
     }
     task_cfg = dataclasses.replace(recipe.task, modalities=modalities, towers=towers, embed_dim=spec["embed_dim"],
-                                   projection=spec["projection"], max_logit_scale=spec["max_logit_scale"])
+                                   projection=spec["projection"], max_logit_scale=spec["max_logit_scale"],
+                                   projection_batch_norm=spec["projection_batch_norm"])
     data = recipe.data
     if "text" in modalities:
         data = dataclasses.replace(data, text=dataclasses.replace(data.text, tokenizer=str(folder / "text")))

@@ -43,7 +43,7 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     dist.all_gather(lengths, length)
     counts = [int(n.item()) for n in lengths]
     longest = max(counts)
-    padded = F.pad(x, (0, 0, 0, longest - x.shape[0])) if x.shape[0] < longest else x
+    padded = torch.cat([x, x.new_zeros(longest - x.shape[0], *x.shape[1:])]) if x.shape[0] < longest else x
     parts = all_gather(padded)
     gathered = torch.cat([part[:n] for part, n in zip(parts, counts)])
     return gathered, sum(counts[:rank])
@@ -55,12 +55,19 @@ def clip_logit_scale(log_scale: torch.Tensor, max_scale: float = 100.0) -> torch
 
 
 def clip_loss(
-    a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor, gather: bool = True
+    a: torch.Tensor,
+    b: torch.Tensor,
+    logit_scale: torch.Tensor,
+    gather: bool = True,
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric InfoNCE between row-aligned, L2-normalised embeddings ``a`` and ``b``.
 
     ``a[i]`` and ``b[i]`` are a positive pair; every other row of the (global) batch is a
-    negative. ``logit_scale`` is the multiplier of the cosine similarities (1/temperature).
+    negative, except, given ``labels`` (the class of each pair), rows of the same class:
+    when pairs are drawn by class they are as right a match as the drawn partner, so they
+    are left out of the softmax instead of being pushed away.
+    ``logit_scale`` is the multiplier of the cosine similarities (1/temperature).
     Returns ``(loss, accuracy)``: the mean of the a->b and b->a cross-entropies, and the
     fraction of local rows whose positive has the highest score, both directions averaged.
     """
@@ -74,6 +81,12 @@ def clip_loss(
     targets = torch.arange(offset, offset + a.shape[0], device=a.device)
     logits_ab = logit_scale * a @ all_b.T
     logits_ba = logit_scale * b @ all_a.T
+    if labels is not None:
+        all_labels = gather_with_grad(labels)[0] if gather else labels
+        same = labels[:, None] == all_labels[None, :]
+        same[torch.arange(a.shape[0], device=a.device), targets] = False
+        logits_ab = logits_ab.masked_fill(same, float("-inf"))
+        logits_ba = logits_ba.masked_fill(same, float("-inf"))
     summed = F.cross_entropy(logits_ab, targets, reduction="sum") + F.cross_entropy(
         logits_ba, targets, reduction="sum"
     )

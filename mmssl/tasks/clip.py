@@ -38,10 +38,12 @@ class ClipConfig(TaskConfig):
     towers: dict[str, TowerConfig] = field(default_factory=dict)
     embed_dim: int = 128
     projection: Literal["linear", "mlp"] = "linear"
+    projection_batch_norm: bool = False
     temperature: float = 0.07
     learn_temperature: bool = True
     max_logit_scale: float = 100.0
     gather: bool = True
+    same_label_negatives: Literal["auto", "keep", "mask"] = "auto"
     pair_with: DataConfig | None = None
     prompts: list[str] = field(default_factory=lambda: ["a photo of a {name}."])
     class_names: list[str] | None = None
@@ -76,7 +78,11 @@ class ClipTask(PretextTask):
             {m: build_tower(m, cfg.towers.get(m, TowerConfig()), recipe.data) for m in self.modalities}
         )
         self.projections = nn.ModuleDict(
-            {m: ProjectionHead(self.towers[m].hidden_size, cfg.embed_dim, cfg.projection) for m in self.modalities}
+            {
+                m: ProjectionHead(self.towers[m].hidden_size, cfg.embed_dim, cfg.projection,
+                                  batch_norm=cfg.projection_batch_norm)
+                for m in self.modalities
+            }
         )
         self.logit_scale = nn.Parameter(
             torch.tensor(init_log_scale(cfg.temperature)), requires_grad=cfg.learn_temperature
@@ -166,10 +172,20 @@ class ClipTask(PretextTask):
     def scale(self) -> torch.Tensor:
         return clip_logit_scale(self.logit_scale, self.cfg.max_logit_scale)
 
+    @property
+    def masks_same_label(self) -> bool:
+        """Leave same-class rows out of the negatives: ``mask``, or ``auto`` when pairs are made by class."""
+        if self.cfg.same_label_negatives == "auto":
+            return self.mode in ("classes", "prompts")
+        return self.cfg.same_label_negatives == "mask"
+
     def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
         a, b = (self.encode(m, self.inputs(batch, m)) for m in self.modalities)
         scale = self.scale()
-        loss, accuracy = clip_loss(a, b, scale, gather=self.cfg.gather)
+        labels = batch.get("labels") if self.masks_same_label else None
+        if self.masks_same_label and labels is None:
+            raise ValueError("task.same_label_negatives: mask needs a 'label' column in the data")
+        loss, accuracy = clip_loss(a, b, scale, gather=self.cfg.gather, labels=labels)
         return TaskOutput(loss, {"logit_scale": scale.detach(), "pair_accuracy": accuracy})
 
     def on_step_end(self, step: int, total_steps: int) -> None:
@@ -213,10 +229,12 @@ class ClipTask(PretextTask):
                 "`mmssl export` writes it as a dual-encoder folder (docs/hub.md)"
             )
         vision, text = self.towers["vision"], self.towers["text"]
-        if vision.pooling != "pooler" or text.pooling != "pooler" or self.cfg.projection != "linear":
+        if (vision.pooling != "pooler" or text.pooling != "pooler" or self.cfg.projection != "linear"
+                or self.cfg.projection_batch_norm):
             raise ValueError(
                 "export_model: VisionTextDualEncoderModel reads the towers' poolers through linear "
-                "projections; train with towers.*.pooling: pooler (or auto) and projection: linear"
+                "projections; train with towers.*.pooling: pooler (or auto), projection: linear "
+                "and projection_batch_norm: false"
             )
         config = VisionTextDualEncoderConfig.from_vision_text_configs(
             vision.model.config, text.model.config, projection_dim=self.cfg.embed_dim
