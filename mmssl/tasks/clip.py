@@ -5,12 +5,14 @@ maps it to ``embed_dim``; embeddings are L2-normalised and scored with a learnab
 scale (1/temperature, capped at ``max_logit_scale`` as in CLIP). Pairs come from one
 dataset with a column per modality, from a second dataset sharing labels
 (``pair_with``: each example meets a random partner of its class, new every epoch), or
-from label names through prompt templates (text side). See docs/clip.md.
+from label names through prompt templates (text side). Without ``data.text.tokenizer`` a
+tokenizer is trained on those captions or prompts into the run dir (as MLM does). See docs/clip.md.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,12 +22,14 @@ from torch import nn
 
 from mmssl.data.pairing import ClassPairing, PromptText, class_names, pick_caption
 from mmssl.data.sources import DataError, load_data
+from mmssl.eval.zero_shot import prompt_texts
 from mmssl.heads.projection import ProjectionHead
 from mmssl.losses.infonce import clip_logit_scale, clip_loss, init_log_scale
 from mmssl.modalities.towers import ROLES, Tower, TowerConfig, build_tower
 from mmssl.recipe import DataConfig, Recipe, TaskConfig
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
+from mmssl.tasks.mlm import ensure_tokenizer
 
 PAIRS = ({"vision", "text"}, {"audio", "text"}, {"vision", "audio"})
 
@@ -74,6 +78,9 @@ class ClipTask(PretextTask):
         self.modalities = tuple(cfg.modalities)
         self.roles = tuple(ROLES[m] for m in self.modalities)
         self.required_columns = (self.roles[0],)
+        text_tower = cfg.towers.get("text", TowerConfig())
+        if "text" in self.modalities and not recipe.data.text.tokenizer and not text_tower.init_from:
+            ensure_tokenizer(recipe, self.tokenizer_texts)
         self.towers = nn.ModuleDict(
             {m: build_tower(m, cfg.towers.get(m, TowerConfig()), recipe.data) for m in self.modalities}
         )
@@ -93,6 +100,24 @@ class ClipTask(PretextTask):
         self.mode: str | None = None
 
     # ------------------------------------------------------------------ data
+
+    def tokenizer_texts(self) -> Iterator[str]:
+        """What the text tower will read: the caption column (of ``data``, else of
+        ``pair_with``), or, for prompts, every template filled with every class name."""
+        data = load_data(self.recipe.data)
+        sources = [data] + ([load_data(self.cfg.pair_with)] if self.cfg.pair_with is not None else [])
+        for source in sources:
+            if "text" in source.column_names:
+                for cell in source.select_columns(["text"])["text"]:
+                    yield from (cell if isinstance(cell, (list, tuple)) else [cell])
+                return
+        names = self.cfg.class_names or class_names(data)
+        if names is None:
+            raise DataError(
+                "data.text.tokenizer: empty, and there are no captions (a 'text' column) nor class "
+                "names (task.class_names) to train one on; name a tokenizer or give one of them"
+            )
+        yield from prompt_texts(names, self.cfg.prompts)
 
     def prepare_dataset(self, dataset: Any) -> Any:
         """Choose how pairs are made: ``pair_with`` data, paired columns, or prompts from labels."""

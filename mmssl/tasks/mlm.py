@@ -13,7 +13,9 @@ texts into ``<run dir>/tokenizer`` (reused if present) and records it in the rec
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Literal
 
 import torch
@@ -62,15 +64,24 @@ class MLMConfig(TaskConfig):
             raise ValueError("replace_prob and random_prob must be >= 0 and sum to at most 1")
 
 
-def ensure_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
-    """The recipe's tokenizer; if none is named, train one on the data into the run dir."""
+def ensure_tokenizer(
+    recipe: Recipe, texts: Callable[[], Iterable[str | None]] | None = None
+) -> PreTrainedTokenizerBase:
+    """The recipe's tokenizer; if none is named, train one into the run dir.
+
+    It learns from ``texts()`` (called only when training; CLIP passes its captions or
+    prompts), by default the data's ``text`` column.
+    """
     text = recipe.data.text
     if not text.tokenizer:
         # absolute, so that the run (recipe.yaml) loads from any working directory
         out = recipe.run_dir.absolute() / "tokenizer"
         if not (out / "tokenizer.json").is_file():
-            data = load_data(recipe.data, required=("text",))
-            train_tokenizer(iter_texts(data, text.tokenizer_sample), out, vocab_size=text.vocab_size, model_type=text.tokenizer_model,
+            if texts is None:
+                sample = iter_texts(load_data(recipe.data, required=("text",)), text.tokenizer_sample)
+            else:
+                sample = islice(texts(), text.tokenizer_sample)
+            train_tokenizer(sample, out, vocab_size=text.vocab_size, model_type=text.tokenizer_model,
                             lowercase=text.lowercase, max_sentences=text.tokenizer_sample,
                             model_max_length=text.max_length)
         text.tokenizer = str(out)
