@@ -126,7 +126,7 @@ class TrainConfig:
 class EvalConfig:
     """Downstream evaluation run after pretraining (see docs/evaluation.md)."""
 
-    protocols: list[Literal["linear", "knn", "finetune"]] = field(
+    protocols: list[Literal["linear", "knn", "finetune", "alignment"]] = field(
         default_factory=lambda: ["linear", "knn"]
     )
     data: DataConfig | None = None

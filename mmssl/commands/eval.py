@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "evaluate a run: linear probe, kNN, fine-tune at several label fractions vs random init"
+HELP = "evaluate a run: linear probe, kNN, fine-tune at label fractions, CLIP alignment; vs random init"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--protocol",
         action="append",
-        choices=["linear", "knn", "finetune"],
+        choices=["linear", "knn", "finetune", "alignment"],
         help="protocol to run (repeat for several); default: the recipe's eval.protocols",
     )
     parser.add_argument("--checkpoint", help="a checkpoint folder instead of the run's latest")
@@ -52,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
         )
     report, paths = evaluate_run(args.run_dir, cfg, args.checkpoint)
     print(markdown_table(report))
-    print(f"Report: {paths['json']}, {paths['markdown']}; plots: "
-          f"{paths['label_efficiency']}, {paths['features']}")
+    plots = [str(paths[k]) for k in ("label_efficiency", "features") if k in paths]
+    print(f"Report: {paths['json']}, {paths['markdown']}" + (f"; plots: {', '.join(plots)}" if plots else ""))
     return 0

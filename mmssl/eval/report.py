@@ -19,12 +19,56 @@ def _fraction_label(fraction: str) -> str:
     return f"{float(fraction) * 100:g}%"
 
 
-def markdown_table(report: dict[str, Any]) -> str:
-    """One row per (protocol, label fraction): top-1/top-5 pretrained vs random init."""
-    results = report["results"]
+def alignment_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``alignment`` section as rows: retrieval R@k each way and zero-shot top-k, with the
+    random-init score and chance (R@1 and top-1) beside the trained one."""
+    section = report.get("alignment")
+    if not section:
+        return []
+    trained, floor = section["pretrained"], section["random_init"]
+    rows = []
+    for key, value in trained.get("retrieval", {}).items():
+        direction, metric = key.split("/")
+        if metric.startswith("R@"):
+            chance = trained["retrieval"][f"{direction}/chance@1"] if metric == "R@1" else None
+            rows.append({"protocol": f"retrieval {direction.replace('_', ' ')}", "metric": metric,
+                         "value": value, "random_init": floor["retrieval"][key], "chance": chance})
+    for name, scores in trained.get("zero_shot", {}).items():
+        for metric in ("top1", "top5"):
+            if metric in scores:
+                rows.append({"protocol": f"zero-shot {name.replace('_', ' ')}", "metric": metric,
+                             "value": scores[metric], "random_init": floor["zero_shot"][name][metric],
+                             "chance": scores["chance"] if metric == "top1" else None})
+    return rows
+
+
+def _alignment_table(report: dict[str, Any]) -> list[str]:
     lines = [
-        f"# Evaluation of `{report['run_dir']}`",
         "",
+        f"Alignment on the `{report['alignment']['pretrained']['split']}` split "
+        f"({report['alignment']['pretrained']['pairing']} pairing):",
+        "",
+        "| protocol | metric | pretrained | random init | gain | chance |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in alignment_rows(report):
+        chance = "-" if row["chance"] is None else f"{row['chance']:.4f}"
+        lines.append(
+            f"| {row['protocol']} | {row['metric']} | {row['value']:.4f} | {row['random_init']:.4f} | "
+            f"{row['value'] - row['random_init']:+.4f} | {chance} |"
+        )
+    return lines
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """One row per (protocol, label fraction): top-1/top-5 pretrained vs random init; then
+    the alignment rows of a clip run."""
+    results = report["results"]
+    lines = [f"# Evaluation of `{report['run_dir']}`", ""]
+    if not results["pretrained"]:
+        lines.append(f"Task `{report['task']}`, checkpoint `{report['checkpoint']}`.")
+        return "\n".join(lines + _alignment_table(report)) + "\n"
+    lines += [
         f"Task `{report['task']}`, checkpoint `{report['checkpoint']}`, "
         f"{report['sizes']['train']} train / {report['sizes']['val']} val / "
         f"{report['sizes']['test']} test examples, {report['num_classes']} classes, "
@@ -41,6 +85,8 @@ def markdown_table(report: dict[str, Any]) -> str:
                 f"| {protocol} | {_fraction_label(fraction)} | {scores['top1']:.4f} | "
                 f"{floor['top1']:.4f} | {gain:+.4f} | {scores['top5']:.4f} | {floor['top5']:.4f} |"
             )
+    if report.get("alignment"):
+        lines += _alignment_table(report)
     return "\n".join(lines) + "\n"
 
 
@@ -99,17 +145,16 @@ def plot_features(features: dict[str, tuple[torch.Tensor, torch.Tensor]], path: 
 def write_report(
     report: dict[str, Any], out_dir: Path, test_features: dict[str, tuple[torch.Tensor, torch.Tensor]]
 ) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md``, ``label_efficiency.png`` and ``features_pca.png``."""
+    """Write ``report.json``, ``report.md``, and with probe results ``label_efficiency.png``
+    and ``features_pca.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": out_dir / "report.json",
-        "markdown": out_dir / "report.md",
-        "label_efficiency": out_dir / "label_efficiency.png",
-        "features": out_dir / "features_pca.png",
-    }
+    paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md"}
+    if report["results"]["pretrained"]:
+        paths["label_efficiency"] = out_dir / "label_efficiency.png"
+        paths["features"] = out_dir / "features_pca.png"
+        plot_label_efficiency(report, paths["label_efficiency"])
+        plot_features(test_features, paths["features"])
     report["files"] = {k: p.name for k, p in paths.items()}
-    plot_label_efficiency(report, paths["label_efficiency"])
-    plot_features(test_features, paths["features"])
     paths["markdown"].write_text(markdown_table(report))
     paths["json"].write_text(json.dumps(report, indent=2))
     return paths

@@ -5,6 +5,8 @@ Data: the pretraining source by default (its split for training, ``eval.test_spl
 test), or ``eval.data``. A seeded, stratified validation split is carved from the training
 split for the linear probe's sweep; label subsets are drawn from the rest. Features are
 extracted once per model and split and cached under ``RUN_DIR/eval/features``.
+Clip runs add (or only run) the ``alignment`` protocol: ``mmssl.eval.alignment`` on the
+test split for both models, under ``alignment`` in the same report.
 """
 
 from __future__ import annotations
@@ -15,20 +17,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import torch
 
 from mmssl.data.sources import DataError, load_data
+from mmssl.eval.alignment import evaluate_alignment
 from mmssl.eval.features import Features, cached_features, extract_features
 from mmssl.eval.finetune import finetune
 from mmssl.eval.knn import knn_classify
+from mmssl.eval.labels import encode_labels
 from mmssl.eval.linear import linear_probe
 from mmssl.eval.report import write_report
 from mmssl.eval.subsets import label_subsets, train_val_split
 from mmssl.recipe import DataConfig, EvalConfig, Recipe, recipe_from_dict, recipe_to_dict
 from mmssl.runs import find_checkpoint, load_run
 from mmssl.tasks.base import PretextTask, build_task
+from mmssl.tasks.clip import ClipTask
 
 
 def resolve_eval_config(recipe: Recipe, overrides: list[str] = (), source: str = "") -> EvalConfig:
@@ -66,21 +70,6 @@ def _load_split(data: DataConfig, task: PretextTask, label: str, limit: int | No
     if limit is not None and limit < len(ds):
         ds = ds.shuffle(seed=seed).select(range(limit))
     return ds
-
-
-def _encode_labels(train: Any, test: Any, label: str) -> tuple[Any, Any, int]:
-    """Integer labels in both splits (string labels become a shared ClassLabel)."""
-    feature = train.features[label]
-    if isinstance(feature, datasets.Value) and feature.dtype == "string":
-        names = sorted(set(train[label]) | set(test[label]))
-        feature = datasets.ClassLabel(names=names)
-        train, test = train.cast_column(label, feature), test.cast_column(label, feature)
-    if isinstance(feature, datasets.ClassLabel):
-        return train, test, feature.num_classes
-    values = np.concatenate([np.asarray(train[label]), np.asarray(test[label])])
-    if not np.issubdtype(values.dtype, np.integer) or values.min() < 0:
-        raise DataError(f"eval.label_column {label!r}: expected class ids >= 0 or class names")
-    return train, test, int(values.max()) + 1
 
 
 def random_init_task(recipe: Recipe) -> PretextTask:
@@ -141,18 +130,51 @@ def evaluate_run(
     cfg: EvalConfig | None = None,
     checkpoint: str | Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Evaluate a run directory; writes ``RUN_DIR/eval/report.{json,md}`` and plots."""
+    """Evaluate a run directory; writes ``RUN_DIR/eval/report.{json,md}`` and plots.
+
+    The ``alignment`` protocol (clip runs) adds retrieval R@1/5/10 both ways and zero-shot
+    accuracy on the test split, for the trained and the random-init model alike.
+    """
     started = time.time()
     run_dir = Path(run_dir)
     recipe, task = load_run(run_dir, checkpoint)
     cfg = cfg or recipe.eval or EvalConfig()
     ckpt = find_checkpoint(checkpoint or run_dir)
+    models = {"pretrained": task, "random_init": random_init_task(recipe)}
+    probes = [p for p in cfg.protocols if p != "alignment"]
+    report: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": str(ckpt), "task": recipe.task.name}
+    if probes:
+        report.update(_probe_report(run_dir, recipe, models, dataclasses.replace(cfg, protocols=probes), ckpt))
+    else:
+        report["results"] = {name: {} for name in models}
+    report["settings"] = _settings(cfg)
+    if "alignment" in cfg.protocols:
+        if not isinstance(task, ClipTask):
+            raise ValueError(f"eval.protocols: alignment scores clip runs; {run_dir} is a {recipe.task.name!r} run")
+        report["alignment"] = {
+            name: evaluate_alignment(model.cpu(), cfg.test_split, cfg.max_test_examples, cfg.batch_size)
+            for name, model in models.items()
+        }
+    report["seconds"] = round(time.time() - started, 1)
+    return report, write_report(report, run_dir / "eval", report.pop("test_features", {}))
+
+
+def _settings(cfg: EvalConfig) -> dict[str, Any]:
+    return dataclasses.asdict(dataclasses.replace(cfg, data=None))
+
+
+def _probe_report(
+    run_dir: Path, recipe: Recipe, models: dict[str, PretextTask], cfg: EvalConfig, ckpt: Path
+) -> dict[str, Any]:
+    """The probes (linear, kNN, fine-tune) of every model at every label fraction."""
+    task = models["pretrained"]
     device = torch.device("cuda" if torch.cuda.is_available() and not recipe.train.cpu else "cpu")
     train_cfg, test_cfg = eval_data_configs(recipe, cfg)
     label = cfg.label_column
     train = _load_split(train_cfg, task, label, cfg.max_train_examples, recipe.seed)
     test = _load_split(test_cfg, task, label, cfg.max_test_examples, recipe.seed)
-    train, test, num_classes = _encode_labels(train, test, label)
+    encoded = encode_labels(train, test, label, train_cfg.on_bad_example)
+    train, test, num_classes = encoded.train, encoded.test, encoded.num_classes
     labels = np.asarray(train[label])
     fit_rows, val_rows = train_val_split(labels, cfg.val_fraction, recipe.seed)
     subsets = {f: fit_rows[s] for f, s in label_subsets(labels[fit_rows], cfg.label_fractions, recipe.seed).items()}
@@ -167,23 +189,19 @@ def evaluate_run(
     }
     eval_dir = run_dir / "eval"
     results, test_features = {}, {}
-    models = {"pretrained": task, "random_init": random_init_task(recipe)}
     for name, model in models.items():
         results[name], feats = evaluate_task(
             model.to(device), name, data, cfg, recipe, eval_dir / "features", fingerprint
         )
         test_features[name] = (feats.x, feats.y)
         skipped = feats.skipped
-    report = {
-        "run_dir": str(run_dir),
-        "checkpoint": str(ckpt),
-        "task": recipe.task.name,
+    return {
         "num_classes": num_classes,
         "sizes": {"train": len(fit_rows), "val": len(val_rows), "test": len(test)},
         "skipped_test_examples": skipped,
+        "skipped_label_rows": encoded.skipped,
         "data": {"train": dataclasses.asdict(train_cfg), "test_split": cfg.test_split},
-        "settings": dataclasses.asdict(dataclasses.replace(cfg, data=None)),
+        "settings": _settings(cfg),
         "results": results,
-        "seconds": round(time.time() - started, 1),
+        "test_features": test_features,
     }
-    return report, write_report(report, eval_dir, test_features)

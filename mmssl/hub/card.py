@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from mmssl.eval.report import alignment_rows
 from mmssl.recipe import DataConfig, Recipe, recipe_to_dict
 from mmssl.train.checkpoint import STATE_FILE, latest_checkpoint
 
@@ -61,7 +62,8 @@ def _number(value: Any) -> float | None:
 
 
 #: Hub metric types of ``mmssl eval``'s scores.
-METRIC_TYPES = {"top1": "accuracy", "top5": "top_5_accuracy"}
+METRIC_TYPES = {"top1": "accuracy", "top5": "top_5_accuracy", "R@1": "recall_at_1", "R@5": "recall_at_5",
+                "R@10": "recall_at_10"}
 
 
 def _report_dataset(data: dict[str, Any], split: Any) -> str | None:
@@ -99,6 +101,10 @@ def _mmssl_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 rows.append({"protocol": f"{protocol}{labels}", "metric": METRIC_TYPES.get(key, key),
                              "value": value, "baseline": baseline, "dataset": dataset,
                              "split": data.get("test_split")})
+    split = (report.get("settings") or {}).get("test_split")
+    for row in alignment_rows(report):
+        rows.append({"protocol": row["protocol"], "metric": METRIC_TYPES[row["metric"]], "value": row["value"],
+                     "baseline": row["random_init"], "dataset": dataset, "split": split})
     return rows
 
 
@@ -303,8 +309,9 @@ def model_card(
             for r in rows
         ]
         sections.append(
-            "## Evaluation\n\nProbes of the pretrained encoder by `mmssl eval`; the same probes on "
-            "a randomly initialized encoder of the same shape give the floor.\n\n" + "\n".join(table)
+            "## Evaluation\n\nProbes of the pretrained encoder (and, for CLIP, cross-modal retrieval "
+            "and zero-shot accuracy) by `mmssl eval`; the same on a randomly initialized model of "
+            "the same shape give the floor.\n\n" + "\n".join(table)
         )
     recipe_yaml = yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False)
     sections.append(
