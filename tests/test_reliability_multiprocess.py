@@ -134,3 +134,29 @@ def test_a_save_failing_on_one_process_fails_on_all_and_keeps_the_last_checkpoin
     assert "No space left on device (planted)" in results[1]["error"]
     assert [p.name for p in checkpoint_dirs(tmp_path / "save_fails")] == ["step_00000002"]
     assert not list((tmp_path / "save_fails" / "checkpoints").glob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_mlm_on_two_processes_matches_one_process_and_trains_the_same_tokenizer(tmp_path, shared_data):
+    # no tokenizer named: each run trains one into its run dir (the main process only);
+    # dropout off, since its masks come from each process's own RNG stream
+    recipe = {
+        "name": "mlm2", "seed": 0, "task": {"name": "mlm"},
+        "model": {"preset": "nano", "config": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}},
+        "data": {"source": "parquet", "data_files": {"train": str(shared_data / "agnews" / "train.parquet")},
+                 "max_examples": 200, "text": {"max_length": 32, "vocab_size": 300}},
+        "train": {"max_steps": 4, "save_every": 0, "cpu": True, "lr": 1e-3, "warmup_steps": 1,
+                  "log_every": 1, "progress": False},
+    }
+    torch.set_num_threads(1)
+    one = pretrain(recipe_from_dict(recipe, [f"output_dir={tmp_path / 'one'}", "train.batch_size=16"]))
+    two = tmp_path / "two"
+    recipe_file = tmp_path / "mlm2.yaml"
+    recipe_file.write_text(yaml.safe_dump({**recipe, "output_dir": str(two)}))
+    torchrun("-m", "mmssl.cli", "pretrain", str(recipe_file), "train.batch_size=8")
+    assert (two / "tokenizer" / "tokenizer.json").read_text() == (one.run_dir / "tokenizer" / "tokenizer.json").read_text()
+    assert_close(one.checkpoint, checkpoint_dirs(two)[-1])
+    # the logged loss is the mean over the global batch's masked tokens in both layouts
+    losses = [[json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+              for run in (one.run_dir, two)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)

@@ -13,8 +13,8 @@ from mmssl.modalities.text import (
     IGNORE_INDEX,
     TextAdapter,
     TokenMasker,
-    batch_generator,
     bert_config,
+    mask_per_example,
     pack_dataset,
     pad_batch,
     roberta_config,
@@ -69,7 +69,6 @@ def test_masks_are_reproducible_from_the_generator_and_change_with_its_seed(toke
     c = masker(ids, torch.Generator().manual_seed(6))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[1], c[1])
-    assert batch_generator([1, 2]).initial_seed() != batch_generator([2, 1]).initial_seed()
 
 
 def test_whole_word_masking_takes_all_pieces_of_a_word(tokenizer):
@@ -160,3 +159,19 @@ def test_backbone_configs_follow_presets_tokenizer_and_overrides(tokenizer):
         bert_config(ModelConfig(preset="huge"), text, tokenizer)
     with pytest.raises(ValueError, match="no field 'hiddne_size'"):
         bert_config(ModelConfig(preset="nano", config={"hiddne_size": 3}), text, tokenizer)
+
+
+def test_an_examples_mask_depends_on_its_seed_not_on_its_batchmates_or_padding(tokenizer):
+    masker = TokenMasker(tokenizer, mask_prob=0.3)
+    texts = corpus(6, seed=4)
+    rows = [torch.tensor(tokenizer(t)["input_ids"]) for t in texts]
+    full = pad_batch(rows, 0)
+    alone = pad_batch(rows[2:3], 0)
+    ids, labels = mask_per_example(masker, full["input_ids"], full["attention_mask"], list(range(6)))
+    ids2, labels2 = mask_per_example(masker, alone["input_ids"], alone["attention_mask"], [2])
+    n = len(rows[2])
+    assert torch.equal(ids[2, :n], ids2[0, :n]) and torch.equal(labels[2, :n], labels2[0, :n])
+    assert (labels[2, n:] == IGNORE_INDEX).all() and torch.equal(ids[2, n:], full["input_ids"][2, n:])
+    assert (labels != IGNORE_INDEX).any()
+    other, _ = mask_per_example(masker, alone["input_ids"], alone["attention_mask"], [7])
+    assert not torch.equal(other, ids2)

@@ -302,10 +302,15 @@ class TokenMasker:
         return corrupted, labels
 
 
-def batch_generator(seeds: list[int]) -> torch.Generator:
-    """A generator seeded by a batch's per-example seeds (from ``preprocess``), so the masks
-    depend only on which examples are batched in which epoch, not on workers or resume."""
-    seed = 0
-    for s in seeds:
-        seed = (seed * 1_000_003 + int(s)) % (2**63)
-    return torch.Generator().manual_seed(seed)
+def mask_per_example(
+    masker: TokenMasker, input_ids: torch.Tensor, attention_mask: torch.Tensor, seeds: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``masker`` applied to each row's real tokens with a generator of that example's seed
+    (from ``preprocess``), so an example's mask depends only on the example and the epoch:
+    not on which examples share its batch, the padding, workers, resume or process count."""
+    corrupted, labels = input_ids.clone(), torch.full_like(input_ids, IGNORE_INDEX)
+    for row, seed in enumerate(seeds):
+        length = int(attention_mask[row].sum())
+        ids, row_labels = masker(input_ids[row : row + 1, :length], torch.Generator().manual_seed(int(seed)))
+        corrupted[row, :length], labels[row, :length] = ids[0], row_labels[0]
+    return corrupted, labels

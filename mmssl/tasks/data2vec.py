@@ -22,8 +22,8 @@ from mmssl.modalities.audio import AudioAdapter, compute_span_mask, wav2vec2_con
 from mmssl.modalities.text import (
     TextAdapter,
     TokenMasker,
-    batch_generator,
     bert_config,
+    mask_per_example,
     pack_dataset,
     tokenize_dataset,
 )
@@ -118,8 +118,10 @@ class _Text:
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self.adapter.collate(examples)
         if "mask_seed" in examples[0]:
-            generator = batch_generator([ex["mask_seed"] for ex in examples])
-            batch["masked_input_ids"], labels = self.masker(batch["input_ids"], generator)
+            seeds = [ex["mask_seed"] for ex in examples]
+            batch["masked_input_ids"], labels = mask_per_example(
+                self.masker, batch["input_ids"], batch["attention_mask"], seeds
+            )
             batch["target_mask"] = labels != -100
         return batch
 

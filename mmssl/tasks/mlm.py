@@ -19,19 +19,20 @@ from itertools import islice
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
+from accelerate import PartialState
 from torch import nn
 from transformers import BertForMaskedLM, PreTrainedTokenizerBase, RobertaForMaskedLM
 
 from mmssl.data.sources import load_data
+from mmssl.losses.token_mean import global_token_cross_entropy
 from mmssl.modalities.text import (
     IGNORE_INDEX,
     TextAdapter,
     TokenMasker,
-    batch_generator,
     bert_config,
     drop_bad_texts,
     load_tokenizer,
+    mask_per_example,
     pack_dataset,
     roberta_config,
     tokenize_dataset,
@@ -76,14 +77,16 @@ def ensure_tokenizer(
     if not text.tokenizer:
         # absolute, so that the run (recipe.yaml) loads from any working directory
         out = recipe.run_dir.absolute() / "tokenizer"
-        if not (out / "tokenizer.json").is_file():
-            if texts is None:
-                sample = iter_texts(load_data(recipe.data, required=("text",)), text.tokenizer_sample)
-            else:
-                sample = islice(texts(), text.tokenizer_sample)
-            train_tokenizer(sample, out, vocab_size=text.vocab_size, model_type=text.tokenizer_model,
-                            lowercase=text.lowercase, max_sentences=text.tokenizer_sample,
-                            model_max_length=text.max_length)
+        # under several processes the main one trains it and the others wait, then load it
+        with PartialState().main_process_first():
+            if not (out / "tokenizer.json").is_file():
+                if texts is None:
+                    sample = iter_texts(load_data(recipe.data, required=("text",)), text.tokenizer_sample)
+                else:
+                    sample = islice(texts(), text.tokenizer_sample)
+                train_tokenizer(sample, out, vocab_size=text.vocab_size, model_type=text.tokenizer_model,
+                                lowercase=text.lowercase, max_sentences=text.tokenizer_sample,
+                                model_max_length=text.max_length)
         text.tokenizer = str(out)
     return load_tokenizer(text)
 
@@ -123,8 +126,10 @@ class MLMTask(PretextTask):
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self.adapter.collate(examples)
-        generator = batch_generator([ex["mask_seed"] for ex in examples])
-        batch["input_ids"], batch["mlm_labels"] = self.masker(batch["input_ids"], generator)
+        seeds = [ex["mask_seed"] for ex in examples]
+        batch["input_ids"], batch["mlm_labels"] = mask_per_example(
+            self.masker, batch["input_ids"], batch["attention_mask"], seeds
+        )
         return batch
 
     def collate_eval(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -150,9 +155,10 @@ class MLMTask(PretextTask):
         chosen = labels != IGNORE_INDEX
         targets = labels[chosen]
         logits = self.lm_head(hidden[chosen])
-        if targets.numel() == 0:  # nothing chosen in this batch: a zero loss keeps the graph
-            return TaskOutput(hidden.sum() * 0.0, {"masked_tokens": chosen.sum()})
-        loss = F.cross_entropy(logits.float(), targets)
+        # every process joins the token count, also one with nothing chosen (a zero sum)
+        loss = global_token_cross_entropy(logits, targets)
+        if targets.numel() == 0:
+            return TaskOutput(loss + hidden.sum() * 0.0, {"masked_tokens": chosen.sum()})
         accuracy = (logits.argmax(-1) == targets).float().mean()
         return TaskOutput(loss, {"mlm_accuracy": accuracy, "masked_tokens": chosen.sum()})
 

@@ -164,7 +164,9 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
     task = build_task(recipe)
     if recipe.model.init_from:
         init_weights(task, recipe.model.init_from)
-    data = task.prepare_dataset(load_data(recipe.data, required=task.required_columns))
+    # as in the HF examples: the main process builds the datasets caches, the others reuse them
+    with accelerator.main_process_first():
+        data = task.prepare_dataset(load_data(recipe.data, required=task.required_columns))
     loader = build_loader(task, data, recipe)
     examples = loader.dataset
     steps_total = total_steps(recipe, loader, accelerator.num_processes)
