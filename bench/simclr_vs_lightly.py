@@ -44,8 +44,9 @@ from mmssl.eval.subsets import train_val_split
 from mmssl.losses.nt_xent import nt_xent_loss
 from mmssl.modalities.vision import vit_config
 from mmssl.recipe import EvalConfig, Recipe, load_recipe
-from mmssl.runs import load_run
+from mmssl.runs import find_checkpoint
 from mmssl.tasks.base import build_task
+from mmssl.train.checkpoint import model_weights
 from mmssl.train.loop import pretrain
 
 try:
@@ -298,6 +299,7 @@ def main() -> None:
             random_init_task(recipe).encoder.state_dict().values()))
         print(f"same initial backbone weights on both sides: {same_init}")
 
+        data = eval_splits(recipe, args, tuple(build_task(recipe).required_columns))
         results: dict[str, Any] = {}
         order = ["mmssl", "lightly"] if args.first == "mmssl" else ["lightly", "mmssl"]
         for side in order:
@@ -309,11 +311,11 @@ def main() -> None:
             print(f"[{side}] {json.dumps({k: round(v, 4) for k, v in results[side].items()})}", flush=True)
         print(f"after training: {load_average()}", flush=True)
 
-        _, trained = load_run(recipe.run_dir)
-        data = eval_splits(recipe, args, tuple(trained.required_columns))
+        trained = build_task(recipe)
+        trained.load_state_dict(model_weights(find_checkpoint(recipe.run_dir)))
         peer = build_task(recipe)
         peer.encoder.load_state_dict(lightly_backbone.state_dict())
-        models = {"mmssl": trained, "lightly": peer.eval(), "random_init": random_init_task(recipe)}
+        models = {"mmssl": trained.eval(), "lightly": peer.eval(), "random_init": random_init_task(recipe)}
         for pooling in ("cls", "mean"):
             for name, task in models.items():
                 scores = score(task, data, pooling, args.seed)
