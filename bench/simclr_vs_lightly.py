@@ -10,7 +10,7 @@ features of a seeded CIFAR-10 subset. Images/s is timed from step ``--warmup`` t
 
 Run from the repository root (the recipe reads ../shared/data); needs ``pip install -e .[bench]``:
 
-    python bench/simclr_vs_lightly.py --steps 250 --batch-size 64
+    python bench/simclr_vs_lightly.py --steps 300 --batch-size 64 --threads 1
 """
 
 from __future__ import annotations
@@ -264,9 +264,9 @@ def load_average() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=250)
-    parser.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
-    parser.add_argument("--lr-warmup", type=int, default=25, help="learning-rate warmup steps")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=20, help="steps left out of the timing")
+    parser.add_argument("--lr-warmup", type=int, default=30, help="learning-rate warmup steps")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
