@@ -102,8 +102,10 @@ class _Vision:
         return torch.cat(views)
 
     def features(self, encoder: nn.Module, pixels: torch.Tensor, pooling: str) -> torch.Tensor:
-        """Local crops are smaller than the position table: the ViT interpolates it."""
-        return pool(encoder(pixel_values=pixels, interpolate_pos_encoding=True).last_hidden_state, pooling)
+        """Local crops are smaller than the position table: the ViT interpolates it for them
+        only (at the native size interpolation is an identity that still costs time)."""
+        interpolate = pixels.shape[-1] != encoder.config.image_size or pixels.shape[-2] != encoder.config.image_size
+        return pool(encoder(pixel_values=pixels, interpolate_pos_encoding=interpolate).last_hidden_state, pooling)
 
     def embed(self, encoder: nn.Module, batch: dict, pooling: str) -> torch.Tensor:
         return pool(encoder(pixel_values=batch["pixel_values"]).last_hidden_state, pooling)
