@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from mmssl.cli import main
 
@@ -28,3 +29,28 @@ def test_recipe_runs_end_to_end(name, shared_data, tmp_path, monkeypatch):
     assert [r["step"] for r in rows] == [1, 2]
     assert all(r["loss"] > 0 for r in rows)
     assert (out / "checkpoints" / "step_00000002").is_dir()
+
+
+@pytest.mark.slow
+def test_clip_from_ssl_towers_recipe_chain(shared_data, tmp_path, monkeypatch):
+    """mae_mnist and wav2vec2_fsdd runs, then clip_av_mnist_ssl starting its towers from them."""
+    from mmssl.runs import load_run
+
+    monkeypatch.chdir(ROOT)
+    short = ["train.max_steps=2", "train.batch_size=8", "train.progress=false", "data.max_examples=64"]
+    runs = {name: tmp_path / name for name in ("mae_mnist", "wav2vec2_fsdd")}
+    for name, out in runs.items():
+        assert main(["pretrain", f"recipes/{name}.yaml", *short, "eval=null", f"output_dir={out}"]) == 0
+    out = tmp_path / "clip"
+    assert main(["pretrain", "recipes/clip_av_mnist_ssl.yaml", *short, "train.epochs=null",
+                 f"task.towers.vision.init_from={runs['mae_mnist']}",
+                 f"task.towers.audio.init_from={runs['wav2vec2_fsdd']}", "task.towers.vision.freeze=true",
+                 "eval.max_test_examples=40", f"output_dir={out}"]) == 0
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert set(report["alignment"]) == {"pretrained", "random_init"}
+    # the locked vision tower is MAE's encoder, weight for weight, after training
+    _, mae = load_run(runs["mae_mnist"])
+    _, clip = load_run(out)
+    mae_vit, clip_vit = mae.backbone, clip.towers["vision"].model
+    for name in ("embeddings.patch_embeddings.projection.weight", "layernorm.weight"):
+        assert torch.equal(mae_vit.get_parameter(name), clip_vit.get_parameter(name)), name
