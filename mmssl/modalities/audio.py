@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 import torchaudio
-from transformers import Wav2Vec2Config
+from torch import nn
+from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
 from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.recipe import AudioConfig, ModelConfig
@@ -74,6 +75,33 @@ def wav2vec2_config(model: ModelConfig, audio: AudioConfig | None = None) -> Wav
     """Wav2Vec2 encoder plus Gumbel quantizer (``Wav2Vec2ForPreTraining`` / ``Wav2Vec2Model``)."""
     base = {**_COMMON, **preset_fields(WAV2VEC2_PRESETS, model.preset, "Wav2Vec2")}
     return make_config(Wav2Vec2Config, base, model.config)
+
+
+def wav2vec2_processor(audio: AudioConfig) -> Wav2Vec2FeatureExtractor:
+    """Raw waveform at the recipe's rate, normalized per utterance, padded with a mask."""
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=audio.sampling_rate,
+        padding_value=0.0,
+        do_normalize=audio.normalize,
+        return_attention_mask=True,
+    )
+
+
+def frame_lengths(model: nn.Module, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Latent frames of each example: the conv stack's output length of its real samples."""
+    return model._get_feat_extract_output_lengths(attention_mask.sum(dim=-1)).long()
+
+
+def num_frames(model: nn.Module, num_samples: int) -> int:
+    """Latent frames of a padded batch ``num_samples`` long."""
+    return int(model._get_feat_extract_output_lengths(torch.tensor(num_samples)))
+
+
+def valid_frames(model: nn.Module, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[batch, frames]`` bool: the latent frames that come from real samples, not padding."""
+    total = num_frames(model, attention_mask.shape[1])
+    return torch.arange(total, device=attention_mask.device)[None, :] < frame_lengths(model, attention_mask)[:, None]
 
 
 # ----------------------------------------------------------------------------- decoding

@@ -15,9 +15,18 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from transformers import AutoModel, CLIPImageProcessor, PreTrainedModel, ViTConfig, ViTModel
+from transformers import (
+    AutoModel,
+    CLIPImageProcessor,
+    PreTrainedModel,
+    ViTConfig,
+    ViTModel,
+    Wav2Vec2Model,
+)
 from transformers.image_utils import PILImageResampling
 
+from mmssl.modalities.audio import AudioAdapter, valid_frames, wav2vec2_config, wav2vec2_processor
+from mmssl.modalities.pooling import masked_mean, pool
 from mmssl.modalities.vision import VisionAdapter, vit_config
 from mmssl.recipe import DataConfig, ModelConfig
 
@@ -105,14 +114,6 @@ def as_vit(model: PreTrainedModel, pooler: bool) -> ViTModel:
     return vit
 
 
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over the sequence of the positions where ``mask`` is 1 (all without a mask)."""
-    if mask is None:
-        return hidden.mean(dim=1)
-    weights = mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-
-
 class Tower(nn.Module):
     """Base of the towers: a backbone plus pooling; subclasses add the modality's I/O."""
 
@@ -176,8 +177,7 @@ class VisionTower(Tower):
         out = self.model(pixel_values=batch["pixel_values"])
         if self.pooling == "pooler":
             return out.pooler_output
-        hidden = out.last_hidden_state
-        return hidden[:, 0] if self.pooling == "cls" else hidden[:, 1:].mean(dim=1)
+        return pool(out.last_hidden_state, self.pooling)
 
     def processor(self) -> CLIPImageProcessor:
         """Resize the short side and center-crop, as the eval transform does (CLIP's processor)."""
@@ -201,10 +201,6 @@ class AudioTower(Tower):
     modality = "audio"
 
     def __init__(self, cfg: TowerConfig, data: DataConfig) -> None:
-        from transformers import Wav2Vec2Model
-
-        from mmssl.modalities.audio import AudioAdapter, wav2vec2_config
-
         pooling = "mean" if cfg.pooling == "auto" else cfg.pooling
         if pooling == "pooler":
             raise ValueError("task.towers.audio.pooling: Wav2Vec2 has no pooler; use 'mean' or 'cls'")
@@ -229,19 +225,11 @@ class AudioTower(Tower):
         hidden = self.model(input_values=batch["input_values"], attention_mask=mask).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
-        frames = None if mask is None else self.model._get_feature_vector_attention_mask(hidden.shape[1], mask)
+        frames = None if mask is None else valid_frames(self.model, mask)
         return masked_mean(hidden, frames)
 
     def processor(self) -> Any:
-        from transformers import Wav2Vec2FeatureExtractor
-
-        return Wav2Vec2FeatureExtractor(
-            feature_size=1,
-            sampling_rate=self.audio.sampling_rate,
-            padding_value=0.0,
-            do_normalize=self.audio.normalize,
-            return_attention_mask=True,
-        )
+        return wav2vec2_processor(self.audio)
 
 
 class TextTower(Tower):

@@ -18,7 +18,16 @@ from torch import nn
 from transformers import BertModel, ViTModel, Wav2Vec2Model
 
 from mmssl.losses.data2vec import data2vec_loss, data2vec_targets
-from mmssl.modalities.audio import AudioAdapter, compute_span_mask, wav2vec2_config
+from mmssl.modalities.audio import (
+    AudioAdapter,
+    compute_span_mask,
+    frame_lengths,
+    num_frames,
+    valid_frames,
+    wav2vec2_config,
+    wav2vec2_processor,
+)
+from mmssl.modalities.pooling import masked_mean, pool
 from mmssl.modalities.text import (
     TextAdapter,
     TokenMasker,
@@ -32,9 +41,7 @@ from mmssl.recipe import Recipe, TaskConfig
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
-from mmssl.tasks.joint_embedding import pool
 from mmssl.tasks.mlm import ensure_tokenizer
-from mmssl.tasks.wav2vec2 import Wav2Vec2Task
 
 
 @dataclass
@@ -60,11 +67,6 @@ class Data2VecConfig(TaskConfig):
             raise ValueError("mask_ratio must be in (0, 1) and mask_prob in (0, 1]")
         if self.loss_beta < 0:
             raise ValueError(f"loss_beta must be >= 0, got {self.loss_beta}")
-
-
-def _masked_mean(hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    weights = valid.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
 class _Vision:
@@ -137,7 +139,7 @@ class _Text:
 
     def embed(self, encoder: nn.Module, batch: dict, pooling: str) -> torch.Tensor:
         hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        return hidden[:, 0] if pooling == "cls" else _masked_mean(hidden, batch["attention_mask"].bool())
+        return hidden[:, 0] if pooling == "cls" else masked_mean(hidden, batch["attention_mask"].bool())
 
     def processor(self) -> Any:
         return self.tokenizer
@@ -153,18 +155,10 @@ class _Audio:
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return self.adapter.collate(examples)
 
-    def _frames(self, batch: dict) -> tuple[torch.Tensor, int]:
-        lengths = self.encoder._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1)).long()
-        total = int(self.encoder._get_feat_extract_output_lengths(torch.tensor(batch["input_values"].shape[1])))
-        return lengths, total
-
-    def _valid(self, batch: dict) -> torch.Tensor:
-        lengths, total = self._frames(batch)
-        return torch.arange(total, device=lengths.device)[None, :] < lengths[:, None]
-
     def masked(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         cfg = self.recipe.task
-        lengths, total = self._frames(batch)
+        attention = batch["attention_mask"]
+        lengths, total = frame_lengths(self.encoder, attention), num_frames(self.encoder, attention.shape[1])
         return compute_span_mask(lengths, cfg.mask_prob, cfg.mask_length, total, cfg.min_masks)
 
     def _run(self, encoder: nn.Module, batch: dict, mask: torch.Tensor, **kwargs: Any) -> Any:
@@ -174,7 +168,7 @@ class _Audio:
         return self._run(encoder, batch, mask).last_hidden_state
 
     def teacher(self, encoder: nn.Module, batch: dict) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        valid = self._valid(batch)
+        valid = valid_frames(self.encoder, batch["attention_mask"])
         # an explicit empty mask: without one the model would draw its own SpecAugment mask
         out = self._run(encoder, batch, torch.zeros_like(valid), output_hidden_states=True)
         return out.hidden_states[1:], valid
@@ -182,11 +176,11 @@ class _Audio:
     def embed(self, encoder: nn.Module, batch: dict, pooling: str) -> torch.Tensor:
         if pooling != "mean":
             raise ValueError(f"eval.pooling={pooling!r}: Wav2Vec2 has no CLS token; use 'mean'")
-        valid = self._valid(batch)
-        return _masked_mean(self._run(encoder, batch, torch.zeros_like(valid)).last_hidden_state, valid)
+        valid = valid_frames(self.encoder, batch["attention_mask"])
+        return masked_mean(self._run(encoder, batch, torch.zeros_like(valid)).last_hidden_state, valid)
 
     def processor(self) -> Any:
-        return Wav2Vec2Task.processor(self)
+        return wav2vec2_processor(self.recipe.data.audio)
 
 
 _MODALITIES = {"vision": _Vision, "text": _Text, "audio": _Audio}

@@ -25,7 +25,14 @@ from transformers import BertModel, ViTModel, Wav2Vec2Model
 from mmssl.augment.audio import AudioViewConfig, AudioViews
 from mmssl.augment.text import TextViewConfig, TextViews
 from mmssl.augment.vision import MultiView, ViewConfig, collate_views, view_transform
-from mmssl.modalities.audio import AudioAdapter, pad_waveforms, wav2vec2_config
+from mmssl.modalities.audio import (
+    AudioAdapter,
+    pad_waveforms,
+    valid_frames,
+    wav2vec2_config,
+    wav2vec2_processor,
+)
+from mmssl.modalities.pooling import masked_mean, pool
 from mmssl.modalities.text import (
     TextAdapter,
     bert_config,
@@ -38,7 +45,6 @@ from mmssl.modalities.vision import VisionAdapter, decode_image, vit_config, vit
 from mmssl.recipe import Recipe, TaskConfig
 from mmssl.tasks.base import PretextTask
 from mmssl.tasks.mlm import ensure_tokenizer
-from mmssl.tasks.wav2vec2 import Wav2Vec2Task
 
 
 @dataclass
@@ -49,17 +55,6 @@ class JointEmbeddingConfig(TaskConfig):
     pooling: Literal["cls", "mean"] | None = None   # None: cls for vision, mean for text and audio
     audio_views: AudioViewConfig = field(default_factory=AudioViewConfig)
     text_views: TextViewConfig = field(default_factory=TextViewConfig)
-
-
-def pool(hidden: torch.Tensor, pooling: str) -> torch.Tensor:
-    """ViT features: ``cls`` is the first token, ``mean`` the average of the patch tokens."""
-    return hidden[:, 0] if pooling == "cls" else hidden[:, 1:].mean(dim=1)
-
-
-def masked_mean(hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Average over the positions where ``valid`` is true (padding left out)."""
-    weights = valid.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
 def _pad_join(views: list[dict[str, torch.Tensor]], key: str, pad_value: float) -> dict[str, torch.Tensor]:
@@ -199,9 +194,7 @@ class _Audio:
     def features(self, encoder: nn.Module, batch: dict, pooling: str) -> torch.Tensor:
         """Mean over the frames of real samples. The explicit empty time mask stops the model
         from drawing its own SpecAugment mask, which would use numpy's unseeded RNG."""
-        lengths = encoder._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1)).long()
-        total = int(encoder._get_feat_extract_output_lengths(torch.tensor(batch["input_values"].shape[1])))
-        valid = torch.arange(total, device=lengths.device)[None, :] < lengths[:, None]
+        valid = valid_frames(encoder, batch["attention_mask"])
         hidden = encoder(batch["input_values"], attention_mask=batch["attention_mask"],
                          mask_time_indices=torch.zeros_like(valid)).last_hidden_state
         return masked_mean(hidden, valid)
@@ -212,7 +205,7 @@ class _Audio:
         return self.features(encoder, batch, pooling)
 
     def processor(self) -> Any:
-        return Wav2Vec2Task.processor(self)
+        return wav2vec2_processor(self.recipe.data.audio)
 
 
 class JointEmbeddingTask(PretextTask):

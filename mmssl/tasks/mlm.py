@@ -25,6 +25,7 @@ from transformers import BertForMaskedLM, PreTrainedTokenizerBase, RobertaForMas
 
 from mmssl.data.sources import load_data
 from mmssl.losses.token_mean import global_token_cross_entropy
+from mmssl.modalities.pooling import masked_mean
 from mmssl.modalities.text import (
     IGNORE_INDEX,
     TextAdapter,
@@ -167,8 +168,7 @@ class MLMTask(PretextTask):
         hidden = self._encode(batch)
         if pooling == "cls":
             return hidden[:, 0]
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return masked_mean(hidden, batch["attention_mask"])
 
     def export_model(self) -> BertForMaskedLM | RobertaForMaskedLM:
         return self.model

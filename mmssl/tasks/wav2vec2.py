@@ -20,7 +20,16 @@ import torch
 from torch import nn
 from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForPreTraining
 
-from mmssl.modalities.audio import AudioAdapter, compute_span_mask, wav2vec2_config
+from mmssl.modalities.audio import (
+    AudioAdapter,
+    compute_span_mask,
+    frame_lengths,
+    num_frames,
+    valid_frames,
+    wav2vec2_config,
+    wav2vec2_processor,
+)
+from mmssl.modalities.pooling import masked_mean
 from mmssl.recipe import Recipe, TaskConfig
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
@@ -106,19 +115,12 @@ class Wav2Vec2Task(PretextTask):
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return self.adapter.collate(examples)
 
-    def frame_lengths(self, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Latent frames of each example: the conv stack's output length of its real samples."""
-        return self.model._get_feat_extract_output_lengths(attention_mask.sum(dim=-1)).long()
-
-    def num_frames(self, num_samples: int) -> int:
-        return int(self.model._get_feat_extract_output_lengths(torch.tensor(num_samples)))
-
     def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
         values, attention = batch["input_values"], batch["attention_mask"]
-        lengths = self.frame_lengths(attention)
+        lengths = frame_lengths(self.model, attention)
         cfg = self.cfg
         mask = compute_span_mask(
-            lengths, cfg.mask_prob, cfg.mask_length, self.num_frames(values.shape[1]), cfg.min_masks
+            lengths, cfg.mask_prob, cfg.mask_length, num_frames(self.model, values.shape[1]), cfg.min_masks
         )
         offsets = torch.arange(mask.shape[0], device=mask.device)[:, None, None] * mask.shape[1]
         negatives = sample_negatives(mask, cfg.num_negatives) + offsets
@@ -151,25 +153,15 @@ class Wav2Vec2Task(PretextTask):
         if pooling != "mean":
             raise ValueError(f"eval.pooling={pooling!r}: wav2vec2 has no CLS token; use 'mean'")
         values, attention = batch["input_values"], batch["attention_mask"]
-        frames = self.num_frames(values.shape[1])
-        no_mask = torch.zeros(values.shape[0], frames, dtype=torch.bool, device=values.device)
+        valid = valid_frames(self.model, attention)
+        # an explicit empty mask: without one the model would draw its own SpecAugment mask
         hidden = self.model.wav2vec2(
-            values, attention_mask=attention, mask_time_indices=no_mask
+            values, attention_mask=attention, mask_time_indices=torch.zeros_like(valid)
         ).last_hidden_state
-        valid = torch.arange(frames, device=values.device)[None, :] < self.frame_lengths(attention)[:, None]
-        weights = valid.to(hidden.dtype).unsqueeze(-1)
-        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+        return masked_mean(hidden, valid)
 
     def export_model(self) -> Wav2Vec2ForPreTraining:
         return self.model
 
     def processor(self) -> Wav2Vec2FeatureExtractor:
-        """Raw waveform at the recipe's rate, normalized per utterance, padded with a mask."""
-        audio = self.recipe.data.audio
-        return Wav2Vec2FeatureExtractor(
-            feature_size=1,
-            sampling_rate=audio.sampling_rate,
-            padding_value=0.0,
-            do_normalize=audio.normalize,
-            return_attention_mask=True,
-        )
+        return wav2vec2_processor(self.recipe.data.audio)
