@@ -15,7 +15,6 @@ class ProjectionHead(nn.Module):
     The linear form is what ``VisionTextDualEncoderModel`` holds, so image-text models
     with it export as that class; the MLP (SimCLR-style, GELU) can help small towers.
 
-
     ``batch_norm`` standardises the features over the batch first (no affine: the map after
     it has its own scale). Freshly initialised towers give nearly the same pooled vector to
     every input (cosine ~0.99 for a mean-pooled ViT), so all pairs look alike and the loss

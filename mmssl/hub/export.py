@@ -32,7 +32,6 @@ transformers dual-encoder class; they export as a dual-encoder folder (docs/hub.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -96,9 +95,8 @@ def write_dual_encoder(task: Any, recipe: Any, out_dir: Path, run_dir: Path | No
         task.towers[modality].model.save_pretrained(out_dir / modality)
         processors[modality].save_pretrained(out_dir / modality)
     cfg = task.cfg
-    log_scale = task.logit_scale.detach().clamp(max=math.log(cfg.max_logit_scale))
     tensors = {f"projections.{k}": v.detach().contiguous() for k, v in task.projections.state_dict().items()}
-    save_file({**tensors, "logit_scale": log_scale.clone()}, out_dir / PROJECTIONS_FILE)
+    save_file({**tensors, "logit_scale": task.capped_log_scale().clone()}, out_dir / PROJECTIONS_FILE)
     spec = {
         "format": DUAL_ENCODER_FORMAT,
         "modalities": list(task.modalities),

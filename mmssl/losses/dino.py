@@ -7,6 +7,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from mmssl.losses.infonce import world
+
 
 def dino_loss(
     student: list[torch.Tensor],
@@ -45,7 +47,7 @@ def update_center(center: torch.Tensor, teacher: list[torch.Tensor], momentum: f
     logits = torch.cat(teacher)
     total = logits.sum(dim=0)
     count = torch.tensor(float(logits.shape[0]), device=logits.device)
-    if dist.is_available() and dist.is_initialized():
+    if world()[1] > 1:
         dist.all_reduce(total)
         dist.all_reduce(count)
     return center * momentum + (total / count) * (1 - momentum)

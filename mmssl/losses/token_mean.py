@@ -14,13 +14,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from mmssl.losses.infonce import world
+
 
 def global_token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``sum(CE) * processes / tokens over all processes``; the plain mean on one process."""
     total = F.cross_entropy(logits.float(), targets, reduction="sum")
     count = torch.tensor(float(targets.numel()), device=logits.device)
-    processes = 1
-    if dist.is_available() and dist.is_initialized():
-        processes = dist.get_world_size()
+    processes = world()[1]
+    if processes > 1:
         dist.all_reduce(count)
     return total * processes / count.clamp(min=1)

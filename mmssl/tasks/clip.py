@@ -197,6 +197,10 @@ class ClipTask(PretextTask):
     def scale(self) -> torch.Tensor:
         return clip_logit_scale(self.logit_scale, self.cfg.max_logit_scale)
 
+    def capped_log_scale(self) -> torch.Tensor:
+        """The log logit scale as exports store it: detached, capped at ``max_logit_scale``."""
+        return self.logit_scale.detach().clamp(max=math.log(self.cfg.max_logit_scale))
+
     @property
     def masks_same_label(self) -> bool:
         """Leave same-class rows out of the negatives: ``mask``, or ``auto`` when pairs are made by class."""
@@ -248,7 +252,7 @@ class ClipTask(PretextTask):
         """Image-text: a transformers ``VisionTextDualEncoderModel`` with these weights."""
         from transformers import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
 
-        if set(self.modalities) != {"vision", "text"}:
+        if self.exports_dual_encoder_folder:
             raise ValueError(
                 f"export_model: {list(self.modalities)} has no transformers class; "
                 "`mmssl export` writes it as a dual-encoder folder (docs/hub.md)"
@@ -268,12 +272,12 @@ class ClipTask(PretextTask):
         model.visual_projection.load_state_dict(self.projections["vision"].net.state_dict())
         model.text_projection.load_state_dict(self.projections["text"].net.state_dict())
         with torch.no_grad():
-            model.logit_scale.copy_(self.logit_scale.detach().clamp(max=math.log(self.cfg.max_logit_scale)))
+            model.logit_scale.copy_(self.capped_log_scale())
         return model
 
     def processor(self) -> Any:
         """Image-text: a ``VisionTextDualEncoderProcessor``; otherwise a dict of per-modality processors."""
-        if set(self.modalities) == {"vision", "text"}:
+        if not self.exports_dual_encoder_folder:
             from transformers import VisionTextDualEncoderProcessor
 
             return VisionTextDualEncoderProcessor(
