@@ -9,18 +9,70 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 
 
 class RecipeError(ValueError):
     """A recipe (file or override) is invalid; the message says where and what to fix."""
+
+
+# --------------------------------------------------------------------------- numeric ranges
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric field accepts, checked when a recipe loads (floats must be finite).
+
+    Every ``int``/``float`` field of a recipe dataclass is ``Annotated`` with one, so that a
+    value no later code can use (``log_every: 0``, ``lr: .nan``) fails at load with the file
+    and key, never as a ZeroDivisionError mid-run.
+    """
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        if self.high == math.inf:
+            if self.low == -math.inf:
+                return "a finite number"
+            return f"{'above' if self.low_open else 'at least'} {self.low:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+PositiveInt = Annotated[int, Range(1)]
+NonNegativeInt = Annotated[int, Range(0)]
+Seed = Annotated[int, Range(0, 2**32 - 1)]
+PositiveFloat = Annotated[float, Range(0, low_open=True)]
+NonNegativeFloat = Annotated[float, Range(0)]
+FiniteFloat = Annotated[float, Range()]
+#: a probability or a fraction of something, ends included
+UnitFloat = Annotated[float, Range(0, 1)]
+#: a fraction that must keep a part of something: (0, 1]
+OpenUnitFloat = Annotated[float, Range(0, 1, low_open=True)]
+#: an EMA momentum or a fraction that must leave something: [0, 1)
+HalfOpenUnitFloat = Annotated[float, Range(0, 1, high_open=True)]
+#: strictly between 0 and 1
+InnerUnitFloat = Annotated[float, Range(0, 1, low_open=True, high_open=True)]
+#: SimCLR's colour-jitter strength s: hue jitter 0.2 * s may not pass 0.5
+JitterStrength = Annotated[float, Range(0, 2.5)]
 
 
 # --------------------------------------------------------------------------- sections
@@ -30,13 +82,17 @@ class RecipeError(ValueError):
 class ImageConfig:
     """How images are decoded and resized before a vision backbone sees them."""
 
-    size: int = 224
-    channels: int = 3
-    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    size: PositiveInt = 224
+    channels: PositiveInt = 3
+    mean: list[FiniteFloat] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[PositiveFloat] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     random_resized_crop: bool = True
-    crop_scale: list[float] = field(default_factory=lambda: [0.2, 1.0])
+    crop_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.2, 1.0])
     horizontal_flip: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.crop_scale) != 2 or self.crop_scale[0] > self.crop_scale[1]:
+            raise ValueError(f"crop_scale must be [low, high] with low <= high, got {self.crop_scale}")
 
 
 @dataclass
@@ -44,23 +100,23 @@ class TextConfig:
     """Tokenizer and sequence settings for text backbones."""
 
     tokenizer: str | None = None
-    max_length: int = 128
+    max_length: Annotated[int, Range(2)] = 128
     packing: bool = True
     lowercase: bool = False
-    num_proc: int | None = None
+    num_proc: PositiveInt | None = None
     # used only when ``tokenizer`` is unset and the task trains one (docs/text.md)
-    vocab_size: int = 8000
+    vocab_size: PositiveInt = 8000
     tokenizer_model: Literal["unigram", "bpe"] = "unigram"
-    tokenizer_sample: int = 1_000_000
+    tokenizer_sample: PositiveInt = 1_000_000
 
 
 @dataclass
 class AudioConfig:
     """Decoding and cropping of waveforms for audio backbones."""
 
-    sampling_rate: int = 16000
-    max_seconds: float = 4.0
-    min_seconds: float = 0.1
+    sampling_rate: PositiveInt = 16000
+    max_seconds: PositiveFloat = 4.0
+    min_seconds: NonNegativeFloat = 0.1
     normalize: bool = True
 
 
@@ -75,11 +131,11 @@ class DataConfig:
     split: str = "train"
     columns: dict[str, str] = field(default_factory=dict)
     streaming: bool = False
-    shuffle_buffer: int = 10_000
-    max_examples: int | None = None
+    shuffle_buffer: PositiveInt = 10_000
+    max_examples: PositiveInt | None = None
     on_bad_example: Literal["raise", "skip"] = "raise"
-    max_bad_fraction: float = 0.1
-    num_workers: int = 0
+    max_bad_fraction: UnitFloat = 0.1
+    num_workers: NonNegativeInt = 0
     group_by_length: bool = False
     image: ImageConfig = field(default_factory=ImageConfig)
     text: TextConfig = field(default_factory=TextConfig)
@@ -99,27 +155,31 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and bookkeeping for the generic training loop."""
 
-    batch_size: int = 32
-    grad_accum: int = 1
-    max_steps: int | None = None
-    epochs: int | None = None
-    lr: float = 1.5e-4
-    weight_decay: float = 0.05
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    batch_size: PositiveInt = 32
+    grad_accum: PositiveInt = 1
+    max_steps: PositiveInt | None = None
+    epochs: PositiveInt | None = None
+    lr: PositiveFloat = 1.5e-4
+    weight_decay: NonNegativeFloat = 0.05
+    betas: list[HalfOpenUnitFloat] = field(default_factory=lambda: [0.9, 0.95])
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0
-    max_grad_norm: float | None = 1.0
+    warmup_steps: NonNegativeInt = 0
+    min_lr_ratio: UnitFloat = 0.0
+    max_grad_norm: PositiveFloat | None = 1.0
     precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     compile: bool = False
     cpu: bool = False
-    log_every: int = 10
-    save_every: int = 500
-    keep_last: int = 2
+    log_every: PositiveInt = 10
+    save_every: NonNegativeInt = 500
+    keep_last: NonNegativeInt = 2
     resume: str = "never"
     on_nan: Literal["stop", "skip"] = "stop"
-    max_nan_skips: int = 10
+    max_nan_skips: NonNegativeInt = 10
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers [beta1, beta2], got {self.betas}")
 
 
 @dataclass
@@ -133,20 +193,20 @@ class EvalConfig:
     test_split: str = "test"
     label_column: str = "label"
     pooling: Literal["cls", "mean"] = "mean"
-    label_fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
-    val_fraction: float = 0.1
-    knn_k: int = 20
-    knn_temperature: float = 0.07
-    linear_lrs: list[float] = field(default_factory=lambda: [1e-3, 1e-2, 1e-1])
-    linear_weight_decays: list[float] = field(default_factory=lambda: [0.0, 1e-4])
-    linear_epochs: int = 100
-    batch_size: int = 256
-    finetune_epochs: int = 3
-    finetune_batch_size: int = 32
-    finetune_lr: float = 1e-3
-    finetune_backbone_lr_scale: float = 0.1
-    max_train_examples: int | None = None
-    max_test_examples: int | None = None
+    label_fractions: list[OpenUnitFloat] = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    val_fraction: InnerUnitFloat = 0.1
+    knn_k: PositiveInt = 20
+    knn_temperature: PositiveFloat = 0.07
+    linear_lrs: list[PositiveFloat] = field(default_factory=lambda: [1e-3, 1e-2, 1e-1])
+    linear_weight_decays: list[NonNegativeFloat] = field(default_factory=lambda: [0.0, 1e-4])
+    linear_epochs: PositiveInt = 100
+    batch_size: PositiveInt = 256
+    finetune_epochs: PositiveInt = 3
+    finetune_batch_size: PositiveInt = 32
+    finetune_lr: PositiveFloat = 1e-3
+    finetune_backbone_lr_scale: NonNegativeFloat = 0.1
+    max_train_examples: PositiveInt | None = None
+    max_test_examples: PositiveInt | None = None
 
     def __post_init__(self) -> None:
         bad = [f for f in self.label_fractions if not 0.0 < f <= 1.0]
@@ -182,7 +242,7 @@ class Recipe:
     task: TaskConfig
     data: DataConfig
     name: str = "run"
-    seed: int = 0
+    seed: Seed = 0
     output_dir: str = "runs/${name}"
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -201,6 +261,8 @@ def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is Annotated:
+        return _type_name(typing.get_args(tp)[0])
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if tp is type(None):
@@ -226,6 +288,8 @@ class _Loader:
             return value
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
+        if origin is Annotated:
+            return self.ranged(self.convert(value, args[0], path), args[1:], path)
         if origin in (Union, types.UnionType):
             if value is None and type(None) in args:
                 return None
@@ -277,6 +341,12 @@ class _Loader:
             return value
         raise self.fail(path, f"unsupported field type {tp!r}")
 
+    def ranged(self, value: Any, metadata: tuple, path: str) -> Any:
+        for bound in metadata:
+            if isinstance(bound, Range) and not bound.contains(value):
+                raise self.fail(path, f"must be {bound.describe()}, got {value!r}")
+        return value
+
     def dataclass(self, cls: type, value: Any, path: str) -> Any:
         if value is None:
             value = {}
@@ -284,7 +354,7 @@ class _Loader:
             raise self.fail(path, f"expected {_type_name(cls)}, got {value!r}")
         if cls is TaskConfig or (isinstance(cls, type) and issubclass(cls, TaskConfig)):
             cls = self.task_class(value, path)
-        hints = typing.get_type_hints(cls)
+        hints = typing.get_type_hints(cls, include_extras=True)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
         kwargs: dict[str, Any] = {}
         for key, item in value.items():

@@ -84,7 +84,7 @@ def test_missing_required_sections_are_reported(tmp_path):
 
 
 def test_invalid_value_from_task_validation(tmp_path):
-    with pytest.raises(RecipeError, match="mask_ratio must be in"):
+    with pytest.raises(RecipeError, match=r"task\.mask_ratio: must be in \[0, 1\), got 1.5"):
         load_recipe(write(tmp_path, {**BASE, "task": {"name": "mae", "mask_ratio": 1.5}}))
 
 

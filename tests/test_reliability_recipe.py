@@ -77,7 +77,7 @@ def test_load_recipe_fails_only_with_recipe_error(tmp_path, content):
     ("train.max_steps=2.5", "train.max_steps: expected an integer, got 2.5"),
     ("data.on_bad_example=ignore", "data.on_bad_example: expected one of 'raise', 'skip'"),
     ("task.name=maee", "task.name"),
-    ("task.mask_ratio=1.5", "mask_ratio must be in [0, 1)"),
+    ("task.mask_ratio=1.5", "task.mask_ratio: must be in [0, 1), got 1.5"),
     ("train=3", "train: expected a mapping (TrainConfig), got 3"),
     ("train.lr", "expected KEY.PATH=VALUE"),
     ("seed.x=1", "seed: expected an integer, got {'x': 1}"),

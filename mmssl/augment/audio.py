@@ -17,9 +17,12 @@ keeps much of its energy, and its recursion runs sample by sample.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 import torchaudio.functional as AF
+
+from mmssl.recipe import FiniteFloat, HalfOpenUnitFloat, PositiveFloat, Range, UnitFloat
 
 
 def _check_range(name: str, values: list[float]) -> None:
@@ -31,17 +34,17 @@ def _check_range(name: str, values: list[float]) -> None:
 class AudioViewConfig:
     """One kind of audio view; each step is applied with its probability."""
 
-    crop_seconds: float | None = 1.0      # None: the whole (decoded) clip
-    local_crop_seconds: float = 0.5       # DINO's local views: shorter crops, same steps
-    gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
-    gain_prob: float = 0.8
-    noise_snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])
-    noise_prob: float = 0.5
-    time_mask_prob: float = 0.5
-    time_mask_fraction: float = 0.1       # widest zeroed span, as a fraction of the view
-    freq_mask_prob: float = 0.5
-    freq_mask_fraction: float = 0.15      # widest removed band, as a fraction of 0..Nyquist
-    n_fft: int = 512
+    crop_seconds: PositiveFloat | None = 1.0      # None: the whole (decoded) clip
+    local_crop_seconds: PositiveFloat = 0.5       # DINO's local views: shorter crops, same steps
+    gain_db: list[FiniteFloat] = field(default_factory=lambda: [-6.0, 6.0])
+    gain_prob: UnitFloat = 0.8
+    noise_snr_db: list[FiniteFloat] = field(default_factory=lambda: [5.0, 30.0])
+    noise_prob: UnitFloat = 0.5
+    time_mask_prob: UnitFloat = 0.5
+    time_mask_fraction: HalfOpenUnitFloat = 0.1       # widest zeroed span, as a fraction of the view
+    freq_mask_prob: UnitFloat = 0.5
+    freq_mask_fraction: HalfOpenUnitFloat = 0.15      # widest removed band, as a fraction of 0..Nyquist
+    n_fft: Annotated[int, Range(4)] = 512
 
     def __post_init__(self) -> None:
         for name in ("gain_prob", "noise_prob", "time_mask_prob", "freq_mask_prob"):

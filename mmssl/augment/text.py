@@ -13,14 +13,16 @@ from dataclasses import dataclass
 
 import torch
 
+from mmssl.recipe import HalfOpenUnitFloat, UnitFloat
+
 
 @dataclass
 class TextViewConfig:
     """How a text view is made from the token ids."""
 
-    token_dropout: float = 0.1         # each ordinary token is dropped with this probability
-    span_deletion_prob: float = 0.5    # how often one contiguous span is deleted first
-    span_max_fraction: float = 0.2     # the longest span, as a fraction of the ordinary tokens
+    token_dropout: HalfOpenUnitFloat = 0.1         # each ordinary token is dropped with this probability
+    span_deletion_prob: UnitFloat = 0.5    # how often one contiguous span is deleted first
+    span_max_fraction: HalfOpenUnitFloat = 0.2     # the longest span, as a fraction of the ordinary tokens
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.token_dropout < 1.0:

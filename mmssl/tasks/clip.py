@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ from mmssl.eval.zero_shot import prompt_texts
 from mmssl.heads.projection import ProjectionHead
 from mmssl.losses.infonce import clip_logit_scale, clip_loss, init_log_scale
 from mmssl.modalities.towers import ROLES, Tower, TowerConfig, build_tower
-from mmssl.recipe import DataConfig, Recipe, TaskConfig
+from mmssl.recipe import DataConfig, PositiveFloat, PositiveInt, Range, Recipe, TaskConfig
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 from mmssl.tasks.mlm import ensure_tokenizer
@@ -40,12 +40,12 @@ class ClipConfig(TaskConfig):
 
     modalities: list[str] = field(default_factory=lambda: ["vision", "text"])
     towers: dict[str, TowerConfig] = field(default_factory=dict)
-    embed_dim: int = 128
+    embed_dim: PositiveInt = 128
     projection: Literal["linear", "mlp"] = "linear"
     projection_batch_norm: bool = False
-    temperature: float = 0.07
+    temperature: PositiveFloat = 0.07
     learn_temperature: bool = True
-    max_logit_scale: float = 100.0
+    max_logit_scale: Annotated[float, Range(1, low_open=True)] = 100.0
     gather: bool = True
     same_label_negatives: Literal["auto", "keep", "mask"] = "auto"
     pair_with: DataConfig | None = None

@@ -37,7 +37,16 @@ from mmssl.modalities.text import (
     tokenize_dataset,
 )
 from mmssl.modalities.vision import VisionAdapter, random_patch_noise, vit_config, vit_processor
-from mmssl.recipe import Recipe, TaskConfig
+from mmssl.recipe import (
+    InnerUnitFloat,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenUnitFloat,
+    PositiveInt,
+    Recipe,
+    TaskConfig,
+    UnitFloat,
+)
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
@@ -49,14 +58,14 @@ class Data2VecConfig(TaskConfig):
     """``task:`` fields of data2vec (defaults from the paper's base models)."""
 
     modality: Literal["vision", "text", "audio"] = "vision"
-    top_k: int = 8
-    momentum: float = 0.999
-    final_momentum: float = 0.9999
-    loss_beta: float = 0.0
-    mask_ratio: float = 0.6       # vision: fraction of patches masked
-    mask_prob: float = 0.15       # text: BERT token masking; audio: span start probability
-    mask_length: int = 10         # audio: frames per span
-    min_masks: int = 2            # audio: spans per example at least
+    top_k: PositiveInt = 8
+    momentum: UnitFloat = 0.999
+    final_momentum: UnitFloat = 0.9999
+    loss_beta: NonNegativeFloat = 0.0
+    mask_ratio: InnerUnitFloat = 0.6       # vision: fraction of patches masked
+    mask_prob: OpenUnitFloat = 0.15       # text: BERT token masking; audio: span start probability
+    mask_length: PositiveInt = 10         # audio: frames per span
+    min_masks: NonNegativeInt = 2            # audio: spans per example at least
 
     def __post_init__(self) -> None:
         if self.top_k < 1:

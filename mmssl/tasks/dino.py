@@ -23,7 +23,16 @@ import torch.nn.functional as F
 from mmssl.augment.vision import ViewConfig
 from mmssl.heads.ssl import DINOHead
 from mmssl.losses.dino import dino_loss, update_center
-from mmssl.recipe import Recipe
+from mmssl.recipe import (
+    HalfOpenUnitFloat,
+    JitterStrength,
+    NonNegativeInt,
+    OpenUnitFloat,
+    PositiveFloat,
+    PositiveInt,
+    Recipe,
+    UnitFloat,
+)
 from mmssl.registry import TASKS
 from mmssl.tasks.base import TaskOutput
 from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
@@ -34,22 +43,22 @@ from mmssl.tasks.joint_embedding import JointEmbeddingConfig, JointEmbeddingTask
 class DINOConfig(JointEmbeddingConfig):
     """``task:`` fields of DINO (defaults from the paper, head sized down)."""
 
-    out_dim: int = 4096
-    hidden_dim: int = 1024
-    bottleneck_dim: int = 256
-    num_local_crops: int = 4
-    local_size: int | None = None
-    global_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
-    local_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
-    student_temperature: float = 0.1
-    teacher_temperature: float = 0.04
-    warmup_teacher_temperature: float = 0.04
-    warmup_teacher_temperature_steps: int = 0
-    freeze_last_layer_steps: int = 0
+    out_dim: PositiveInt = 4096
+    hidden_dim: PositiveInt = 1024
+    bottleneck_dim: PositiveInt = 256
+    num_local_crops: NonNegativeInt = 4
+    local_size: PositiveInt | None = None
+    global_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.4, 1.0])
+    local_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.05, 0.4])
+    student_temperature: PositiveFloat = 0.1
+    teacher_temperature: PositiveFloat = 0.04
+    warmup_teacher_temperature: PositiveFloat = 0.04
+    warmup_teacher_temperature_steps: NonNegativeInt = 0
+    freeze_last_layer_steps: NonNegativeInt = 0
     head_batch_norm: bool = False
-    center_momentum: float = 0.9
-    momentum: float = 0.996
-    color_jitter: float = 0.5
+    center_momentum: HalfOpenUnitFloat = 0.9
+    momentum: UnitFloat = 0.996
+    color_jitter: JitterStrength = 0.5
 
     def __post_init__(self) -> None:
         if self.num_local_crops < 0:

@@ -17,7 +17,7 @@ from torch import nn
 from transformers import ViTImageProcessor, ViTMAEForPreTraining
 
 from mmssl.modalities.vision import VisionAdapter, random_patch_noise, vit_mae_config, vit_processor
-from mmssl.recipe import Recipe, TaskConfig
+from mmssl.recipe import HalfOpenUnitFloat, Recipe, TaskConfig
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 
@@ -41,7 +41,7 @@ def init_sincos_tables(model: ViTMAEForPreTraining) -> None:
 class MAEConfig(TaskConfig):
     """``task:`` fields of MAE."""
 
-    mask_ratio: float = 0.75
+    mask_ratio: HalfOpenUnitFloat = 0.75
     norm_pix_loss: bool = True
 
     def __post_init__(self) -> None:

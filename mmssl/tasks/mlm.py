@@ -39,7 +39,7 @@ from mmssl.modalities.text import (
     tokenize_dataset,
 )
 from mmssl.modalities.tokenizer import iter_texts, train_tokenizer
-from mmssl.recipe import Recipe, TaskConfig
+from mmssl.recipe import InnerUnitFloat, Recipe, TaskConfig, UnitFloat
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 
@@ -54,9 +54,9 @@ class MLMConfig(TaskConfig):
     """``task:`` fields of MLM."""
 
     architecture: Literal["bert", "roberta"] = "bert"
-    mask_prob: float = 0.15
-    replace_prob: float = 0.8
-    random_prob: float = 0.1
+    mask_prob: InnerUnitFloat = 0.15
+    replace_prob: UnitFloat = 0.8
+    random_prob: UnitFloat = 0.1
     whole_word_mask: bool = False
 
     def __post_init__(self) -> None:

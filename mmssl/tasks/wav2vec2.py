@@ -30,7 +30,15 @@ from mmssl.modalities.audio import (
     wav2vec2_processor,
 )
 from mmssl.modalities.pooling import masked_mean
-from mmssl.recipe import Recipe, TaskConfig
+from mmssl.recipe import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenUnitFloat,
+    PositiveFloat,
+    PositiveInt,
+    Recipe,
+    TaskConfig,
+)
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 
@@ -39,15 +47,15 @@ from mmssl.tasks.base import PretextTask, TaskOutput
 class Wav2Vec2TaskConfig(TaskConfig):
     """``task:`` fields of wav2vec 2.0 pretraining (defaults from the paper's BASE model)."""
 
-    mask_prob: float = 0.65
-    mask_length: int = 10
-    min_masks: int = 2
-    num_negatives: int = 100
-    contrastive_temperature: float = 0.1
-    diversity_loss_weight: float = 0.1
-    max_gumbel_temperature: float = 2.0
-    min_gumbel_temperature: float = 0.5
-    gumbel_temperature_decay: float = 0.999995
+    mask_prob: OpenUnitFloat = 0.65
+    mask_length: PositiveInt = 10
+    min_masks: NonNegativeInt = 2
+    num_negatives: PositiveInt = 100
+    contrastive_temperature: PositiveFloat = 0.1
+    diversity_loss_weight: NonNegativeFloat = 0.1
+    max_gumbel_temperature: PositiveFloat = 2.0
+    min_gumbel_temperature: PositiveFloat = 0.5
+    gumbel_temperature_decay: OpenUnitFloat = 0.999995
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mask_prob <= 1.0:

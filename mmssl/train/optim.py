@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from transformers import get_scheduler
@@ -36,7 +38,17 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Warmup then cosine (to ``min_lr_ratio``), linear or constant decay."""
+    """Warmup then cosine (to ``min_lr_ratio``), linear or constant decay.
+
+    Warns when the warmup is not shorter than the run: the learning rate would never reach
+    ``train.lr`` (a recipe's warmup left in place while ``max_steps`` was cut for a test).
+    """
+    if cfg.warmup_steps >= total_steps:
+        warnings.warn(
+            f"train.warmup_steps={cfg.warmup_steps} is not below the run's {total_steps} steps: "
+            "the learning rate never reaches train.lr; lower train.warmup_steps",
+            stacklevel=2,
+        )
     if cfg.scheduler == "cosine" and cfg.min_lr_ratio > 0:
         return get_scheduler(
             "cosine_with_min_lr",
