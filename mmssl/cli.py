@@ -1,5 +1,8 @@
 """The ``mmssl`` command. Each subcommand is a module in ``mmssl.commands`` with
 ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Start-up stays fast: this module and the command modules import no torch, transformers or
+datasets at module level; each ``run`` imports what its work needs.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ import sys
 
 import mmssl
 import mmssl.commands
-from mmssl.data.examples import BadExampleError
-from mmssl.data.sources import DataError
-from mmssl.hub.push import HubError
+from mmssl.errors import (
+    BadExampleError,
+    CheckpointError,
+    DataError,
+    HubError,
+    TrainingDivergedError,
+)
 from mmssl.recipe import RecipeError
 from mmssl.registry import RegistryError
-from mmssl.train.checkpoint import CheckpointError
-from mmssl.train.loop import TrainingDivergedError
 
 #: errors that are the user's to fix: printed as one clear line, no traceback.
 USER_ERRORS = (

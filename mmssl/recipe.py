@@ -13,11 +13,14 @@ import math
 import re
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
+
+from mmssl.registry import TASKS, RegistryError
 
 
 class RecipeError(ValueError):
@@ -377,17 +380,13 @@ class _Loader:
         return obj
 
     def task_class(self, value: dict, path: str) -> type:
-        from mmssl.registry import TASKS, RegistryError, load_all
-
         name = value.get("name")
         if not isinstance(name, str) or not name:
             raise self.fail(f"{path}.name", "required: the task to run, e.g. 'mae' (see `mmssl list`)")
-        load_all()
         try:
-            entry = TASKS.get(name)
+            return TASKS.config_class(name) or TaskConfig
         except RegistryError as err:
             raise self.fail(f"{path}.name", str(err)) from err
-        return entry.config or TaskConfig
 
 
 def _set_path(tree: dict, dotted: str, value: Any, source: str) -> None:
@@ -431,20 +430,38 @@ def _fix_numbers(tree: Any) -> Any:
     return tree
 
 
-def recipe_from_dict(data: Any, overrides: list[str] = (), source: str = "") -> Recipe:
+#: ``["train.lr=3e-4"]`` (values parsed as YAML) or ``{"train.lr": 3e-4}`` (values as given).
+Overrides = Sequence[str] | Mapping[str, Any]
+
+
+def recipe_from_dict(data: Any, overrides: Overrides = (), source: str = "") -> Recipe:
     """Build a validated :class:`Recipe` from a mapping plus ``a.b=c`` overrides."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
     tree = _fix_numbers(data)
-    for text in overrides:
-        key, value = parse_override(text)
-        _set_path(tree, key, value, f"override {text!r}")
+    if isinstance(overrides, Mapping):
+        pairs = [(key, value, f"override {key!r}") for key, value in overrides.items()]
+    else:
+        pairs = [(*parse_override(text), f"override {text!r}") for text in overrides]
+    for key, value, where in pairs:
+        _set_path(tree, key, value, where)
     return _Loader(source).dataclass(Recipe, tree, "")
 
 
-def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
-    """Read, merge overrides into, and validate a recipe file."""
+#: the recipes that ship with the package (``mmssl recipes``); in the repository a link to recipes/.
+SHIPPED_RECIPES = Path(__file__).parent / "recipes"
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """The shipped recipes by name (the file name without ``.yaml``)."""
+    return {p.stem: p for p in sorted(SHIPPED_RECIPES.glob("*.yaml"))}
+
+
+def load_recipe(path: str | Path, overrides: Overrides = ()) -> Recipe:
+    """Read, merge overrides into, and validate a recipe file (or a shipped recipe's name)."""
     path = Path(path)
+    if not path.exists() and str(path) in shipped_recipes():
+        path = shipped_recipes()[str(path)]
     try:
         text = path.read_text()
     except OSError as err:
@@ -453,7 +470,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise RecipeError(f"{path}: not valid YAML: {err}") from err
-    return recipe_from_dict(data, list(overrides), str(path))
+    return recipe_from_dict(data, overrides, str(path))
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

@@ -1,12 +1,17 @@
 """One registry type for everything that is chosen by name in a recipe.
 
-Tasks, backbones, data sources and heads each get a :class:`Registry`; modules register
-their entries at import time with a decorator, and ``mmssl list`` prints them all.
+Tasks, backbones, data sources and heads each get a :class:`Registry`. Each registry has a
+declarative index (the ``declare`` calls at the end of this file): per name, the module that
+registers it, a one-line help and, for tasks, the torch-free config class. ``mmssl list``
+and recipe validation read only the index, so they never import torch; ``get`` imports the
+entry's module on first use, whose decorator (``@TASKS.register(...)``) fills in the object.
+A test checks that the index and the registrations agree, so the two cannot drift.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +32,33 @@ class Entry:
     help: str
 
 
+@dataclass(frozen=True)
+class Declared:
+    """An index line: what ``mmssl list`` shows and where the entry lives, known without
+    importing it. ``config`` is ``"module:ClassName"`` of a module that imports no torch."""
+
+    name: str
+    module: str
+    help: str
+    config: str | None = None
+
+
+def _resolve(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 class Registry:
-    """A name -> object map with a decorator to fill it and helpful misses."""
+    """A name -> object map with a decorator to fill it, a lazy index and helpful misses."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._index: dict[str, Declared] = {}
+
+    def declare(self, name: str, module: str, help: str, config: str | None = None) -> None:
+        """Add an index line: ``name`` is registered when ``module`` is imported."""
+        self._index[name] = Declared(name, module, help, config)
 
     def register(
         self, name: str, *, config: type | None = None, help: str = ""
@@ -42,28 +68,58 @@ class Registry:
         def add(obj: Any) -> Any:
             if name in self._entries and self._entries[name].obj is not obj:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            declared = self._index.get(name)
             first_line = (obj.__doc__ or "").strip().split("\n")[0]
-            self._entries[name] = Entry(name, obj, config, help or first_line)
+            text = help or (declared.help if declared else first_line)
+            self._entries[name] = Entry(name, obj, config, text)
             return obj
 
         return add
 
+    def _unknown(self, name: str) -> RegistryError:
+        names = self.names()
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return RegistryError(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(names) or 'none'})")
+
     def get(self, name: str) -> Entry:
+        """The registered entry, importing its module first if only the index knows it."""
+        if name not in self._entries and name in self._index:
+            importlib.import_module(self._index[name].module)
+            if name not in self._entries:
+                raise RuntimeError(f"{self._index[name].module} did not register {self.kind} {name!r}")
         if name not in self._entries:
-            close = difflib.get_close_matches(name, list(self._entries), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            known = ", ".join(sorted(self._entries)) or "none"
-            raise RegistryError(f"unknown {self.kind} {name!r}{hint} (known: {known})")
+            raise self._unknown(name)
         return self._entries[name]
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
+    def describe(self, name: str) -> Declared:
+        """The index line of ``name`` (or of a registered, undeclared entry), without imports."""
+        if name in self._index:
+            return self._index[name]
+        if name in self._entries:
+            entry = self._entries[name]
+            return Declared(name, getattr(entry.obj, "__module__", ""), entry.help)
+        raise self._unknown(name)
 
-    def __iter__(self) -> Iterator[Entry]:
-        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+    def config_class(self, name: str) -> type | None:
+        """The entry's config class, imported from its torch-free module when declared."""
+        declared = self.describe(name)
+        if declared.config:
+            return _resolve(declared.config)
+        return self.get(name).config
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index or name in self._entries
+
+    def __iter__(self) -> Iterator[Declared]:
+        return (self.describe(name) for name in self.names())
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted({*self._index, *self._entries})
+
+    def registered(self) -> dict[str, Entry]:
+        """What the imported modules have registered so far (for the index test)."""
+        return dict(self._entries)
 
 
 TASKS = Registry("task")
@@ -71,21 +127,51 @@ BACKBONES = Registry("backbone")
 DATA_SOURCES = Registry("data source")
 HEADS = Registry("head")
 
+#: ``mmssl list KIND``: the registries by the name the command takes.
 ALL: dict[str, Registry] = {
     "tasks": TASKS,
     "backbones": BACKBONES,
-    "data sources": DATA_SOURCES,
+    "data": DATA_SOURCES,
     "heads": HEADS,
 }
 
 
 def load_all() -> None:
-    """Import every module that registers entries, so the registries are complete."""
-    import importlib
-    import pkgutil
+    """Import every module the indexes name, so that every entry is registered."""
+    for registry in ALL.values():
+        for declared in registry:
+            if declared.module:
+                importlib.import_module(declared.module)
 
-    for pkg in ("tasks", "modalities", "data", "heads"):
-        module = importlib.import_module(f"mmssl.{pkg}")
-        for info in pkgutil.iter_modules(module.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"mmssl.{pkg}.{info.name}")
+
+# --------------------------------------------------------------------------- the index
+
+_TASK_CONFIGS = "mmssl.tasks.configs"
+
+for _name, _config, _help in (
+    ("byol", "BYOLConfig", "BYOL: predict an EMA target network's projection of another view; no negatives."),
+    ("clip", "ClipConfig", "CLIP-style alignment of two modalities: towers, projections, symmetric InfoNCE."),
+    ("data2vec", "Data2VecConfig", "data2vec: regress an EMA teacher's averaged top layers at masked positions."),
+    ("dino", "DINOConfig", "DINO: self-distillation of an EMA teacher across multi-crop views."),
+    ("mae", "MAEConfig", "MAE: mask most image patches, encode the visible ones, reconstruct the pixels."),
+    ("mlm", "MLMConfig", "MLM: BERT-style masked-token prediction on packed text."),
+    ("simclr", "SimCLRConfig", "SimCLR: NT-Xent between two augmented views of each example."),
+    ("wav2vec2", "Wav2Vec2TaskConfig", "wav2vec 2.0: contrastive prediction of quantized masked speech frames."),
+):
+    TASKS.declare(_name, f"mmssl.tasks.{_name}", _help, f"{_TASK_CONFIGS}:{_config}")
+
+BACKBONES.declare("vit", "mmssl.modalities.vision", "ViT encoder (ViTModel), for contrastive, distillation and data2vec tasks.")
+BACKBONES.declare("vit_mae", "mmssl.modalities.vision", "ViT-MAE encoder plus light decoder (ViTMAEForPreTraining).")
+BACKBONES.declare("bert", "mmssl.modalities.text", "BERT encoder (BertModel / BertForMaskedLM) sized for the tokenizer.")
+BACKBONES.declare("roberta", "mmssl.modalities.text", "RoBERTa encoder (positions start after the padding index).")
+BACKBONES.declare("wav2vec2", "mmssl.modalities.audio", "Wav2Vec2 encoder plus Gumbel quantizer (Wav2Vec2ForPreTraining / Wav2Vec2Model).")
+
+DATA_SOURCES.declare("hub", "mmssl.data.sources", "A dataset id on the Hugging Face Hub (path), with optional config name.")
+for _builder in ("parquet", "imagefolder", "audiofolder", "text", "csv", "json"):
+    DATA_SOURCES.declare(_builder, "mmssl.data.sources", f"Local files read with the datasets {_builder!r} builder.")
+DATA_SOURCES.declare("sklearn_digits", "mmssl.data.sources", "scikit-learn's bundled 8x8 handwritten digits (1,797 images): offline, for the quickstart.")
+
+HEADS.declare("classification", "mmssl.heads.classification", "LayerNorm, dropout and a linear layer on pooled backbone features.")
+HEADS.declare("projection", "mmssl.heads.projection", "A bias-free linear map (CLIP, dual encoders) or a two-layer MLP.")
+HEADS.declare("mlp", "mmssl.heads.ssl", "Linear layers with batch norm and ReLU: SimCLR's and BYOL's projectors.")
+HEADS.declare("dino", "mmssl.heads.ssl", "DINO's head: MLP to a bottleneck, L2 norm, weight-normalized prototypes.")

@@ -16,49 +16,10 @@ keeps much of its energy, and its recursion runs sample by sample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated
-
 import torch
 import torchaudio.functional as AF
 
-from mmssl.recipe import FiniteFloat, HalfOpenUnitFloat, PositiveFloat, Range, UnitFloat
-
-
-def _check_range(name: str, values: list[float]) -> None:
-    if len(values) != 2 or values[0] > values[1]:
-        raise ValueError(f"{name} must be [low, high] with low <= high, got {values}")
-
-
-@dataclass
-class AudioViewConfig:
-    """One kind of audio view; each step is applied with its probability."""
-
-    crop_seconds: PositiveFloat | None = 1.0      # None: the whole (decoded) clip
-    local_crop_seconds: PositiveFloat = 0.5       # DINO's local views: shorter crops, same steps
-    gain_db: list[FiniteFloat] = field(default_factory=lambda: [-6.0, 6.0])
-    gain_prob: UnitFloat = 0.8
-    noise_snr_db: list[FiniteFloat] = field(default_factory=lambda: [5.0, 30.0])
-    noise_prob: UnitFloat = 0.5
-    time_mask_prob: UnitFloat = 0.5
-    time_mask_fraction: HalfOpenUnitFloat = 0.1       # widest zeroed span, as a fraction of the view
-    freq_mask_prob: UnitFloat = 0.5
-    freq_mask_fraction: HalfOpenUnitFloat = 0.15      # widest removed band, as a fraction of 0..Nyquist
-    n_fft: Annotated[int, Range(4)] = 512
-
-    def __post_init__(self) -> None:
-        for name in ("gain_prob", "noise_prob", "time_mask_prob", "freq_mask_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("time_mask_fraction", "freq_mask_fraction"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if (self.crop_seconds is not None and self.crop_seconds <= 0) or self.local_crop_seconds <= 0:
-            raise ValueError("crop_seconds and local_crop_seconds must be positive")
-        if self.n_fft < 4:
-            raise ValueError(f"n_fft must be at least 4, got {self.n_fft}")
-        _check_range("gain_db", self.gain_db)
-        _check_range("noise_snr_db", self.noise_snr_db)
+from mmssl.augment.configs import AudioViewConfig
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:

@@ -9,28 +9,10 @@ global one, which the loop seeds per example and epoch, or an explicit ``generat
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import torch
 
-from mmssl.recipe import HalfOpenUnitFloat, UnitFloat
-
-
-@dataclass
-class TextViewConfig:
-    """How a text view is made from the token ids."""
-
-    token_dropout: HalfOpenUnitFloat = 0.1         # each ordinary token is dropped with this probability
-    span_deletion_prob: UnitFloat = 0.5    # how often one contiguous span is deleted first
-    span_max_fraction: HalfOpenUnitFloat = 0.2     # the longest span, as a fraction of the ordinary tokens
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.token_dropout < 1.0:
-            raise ValueError(f"token_dropout must be in [0, 1), got {self.token_dropout}")
-        if not 0.0 <= self.span_deletion_prob <= 1.0:
-            raise ValueError(f"span_deletion_prob must be in [0, 1], got {self.span_deletion_prob}")
-        if not 0.0 <= self.span_max_fraction < 1.0:
-            raise ValueError(f"span_max_fraction must be in [0, 1), got {self.span_max_fraction}")
+from mmssl.augment.configs import TextViewConfig
 
 
 def token_dropout(ids: torch.Tensor, special: torch.Tensor, p: float,

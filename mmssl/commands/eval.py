@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmssl import api
+
 HELP = "evaluate a run: linear probe, kNN, fine-tune at label fractions, CLIP alignment; vs random init"
 
 
@@ -30,28 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-    from pathlib import Path
-
-    from mmssl.eval.report import markdown_table
-    from mmssl.eval.runner import data_dir_config, evaluate_run, resolve_eval_config
-    from mmssl.runs import load_recipe
-
-    recipe_file = Path(args.run_dir) / "recipe.yaml"
-    if not recipe_file.is_file():
-        raise FileNotFoundError(f"{args.run_dir}: no recipe.yaml (is it an mmssl run directory?)")
-    recipe = load_recipe(recipe_file)
-    overrides = list(args.overrides)
-    if args.protocol:
-        overrides.append(f"protocols=[{','.join(args.protocol)}]")
-    cfg = resolve_eval_config(recipe, overrides, "command line")
-    if args.data:
-        base = cfg.data or recipe.data
-        cfg = dataclasses.replace(
-            cfg, data=data_dir_config(base, args.data, (base.split, cfg.test_split))
-        )
-    report, paths = evaluate_run(args.run_dir, cfg, args.checkpoint)
-    print(markdown_table(report))
+    result = api.evaluate(args.run_dir, args.overrides, data=args.data, protocols=args.protocol,
+                          checkpoint=args.checkpoint)
+    paths = result.paths
+    print(result.table())
     plots = [str(paths[k]) for k in ("label_efficiency", "features") if k in paths]
     print(f"Report: {paths['json']}, {paths['markdown']}" + (f"; plots: {', '.join(plots)}" if plots else ""))
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmssl import api
+
 HELP = "export a run to a folder that transformers loads (model, encoder/, processor, model card)"
 
 
@@ -15,9 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmssl.hub.export import export
-
-    out = export(args.run_dir, args.out_dir, checkpoint=args.checkpoint, overwrite=args.overwrite)
+    out = api.export(args.run_dir, args.out_dir, checkpoint=args.checkpoint, overwrite=args.overwrite).out_dir
     print(f"Exported {args.run_dir} to {out}")
     print(f"  load it with: AutoModel.from_pretrained({str(out)!r}, subfolder='encoder')")
     return 0

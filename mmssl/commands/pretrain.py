@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from mmssl.recipe import load_recipe
+import yaml
+
+from mmssl import api
+from mmssl.api import DryRunResult, PretrainResult
+from mmssl.recipe import recipe_to_dict
 
 HELP = "pretrain with a recipe (YAML), optionally overriding fields as key.sub=value"
 
@@ -20,14 +24,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CHECKPOINT",
         help="continue from the run's latest checkpoint, or from the one given",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check recipe, data, tokenizer and model; print the resolved recipe, sizes and steps; do not train",
+    )
 
 
-def describe_run_dir(result) -> str:
+def describe_run_dir(result: PretrainResult) -> str:
     """A short map of what the run directory holds, printed at the end of a run."""
     run_dir = result.run_dir
+    recipe = run_dir / "recipe.yaml"
     lines = [f"Run directory: {run_dir}"]
     entries = {
-        "recipe.yaml": "the resolved recipe (rerun with: mmssl pretrain <this file>)",
+        "recipe.yaml": f"the resolved recipe (rerun with: mmssl pretrain {recipe} output_dir={run_dir}-rerun)",
         "environment.json": "versions and devices",
         "metrics.jsonl": "logged metrics, one JSON object per line",
         "tensorboard": f"TensorBoard logs (tensorboard --logdir {run_dir / 'tensorboard'})",
@@ -38,51 +48,40 @@ def describe_run_dir(result) -> str:
         if (run_dir / name).exists():
             lines.append(f"  {name:<17} {what}")
     if result.checkpoint:
-        lines.append(f"Last checkpoint: {result.checkpoint}")
+        lines.append(f"Last checkpoint: {result.checkpoint} (continue with: mmssl pretrain {recipe} --resume)")
     if result.bad_examples:
         lines.append(f"Skipped bad examples: {result.bad_examples}")
     return "\n".join(lines)
 
 
-def check_hub(recipe) -> None:
-    """Fail before training, not after it, when ``hub.push`` cannot work."""
-    from mmssl.hub.push import HubError, require_token
-
-    if not recipe.hub.repo_id:
-        raise HubError("hub.repo_id: required with hub.push: true (e.g. your-user/mae-cifar10)")
-    require_token()
-
-
-def push_run(recipe, run_dir) -> None:
-    """``hub.push``: export the finished run and push it, from the main process only."""
-    from accelerate import PartialState
-
-    from mmssl.hub.push import push
-
-    if not PartialState().is_main_process:
-        return
-    hub = recipe.hub
-    url = push(run_dir, hub.repo_id, private=hub.private, revision=hub.revision,
-               commit_message=hub.commit_message)
-    print(f"Pushed to the Hub: {url}")
+def describe_dry_run(result: DryRunResult) -> str:
+    """The resolved recipe and what the run would do, for ``--dry-run``."""
+    recipe = result.recipe
+    sizes = [f"{result.examples:,} training examples" if result.examples is not None
+             else "streamed training data (size unknown)"]
+    sizes += [f"{count:,} {split} examples for eval" for split, count in result.eval_examples.items()]
+    epochs = f" ({result.epochs:g} epochs)" if result.epochs is not None else ""
+    return "\n".join([
+        yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False).rstrip(),
+        "",
+        f"Dry run of {recipe.name!r} ({recipe.task.name}): the recipe, data, tokenizer and model are valid.",
+        f"  data:       {', '.join(sizes)}",
+        f"  parameters: {result.parameters:,} ({result.trainable_parameters:,} trainable)",
+        f"  training:   {result.steps:,} steps of {recipe.train.batch_size} x {recipe.train.grad_accum}{epochs}",
+        f"  run dir:    {recipe.run_dir}",
+    ])
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmssl.train.loop import pretrain
-
-    recipe = load_recipe(args.recipe, args.overrides)
-    if recipe.hub.push:
-        check_hub(recipe)
-    result = pretrain(recipe, resume=args.resume)
-    loss = result.last_metrics.get("loss")
+    if args.dry_run:
+        print(describe_dry_run(api.dry_run(args.recipe, args.overrides)))
+        return 0
+    result = api.pretrain(args.recipe, args.overrides, resume=args.resume)
+    loss = result.loss
     print(f"Finished {result.step} steps" + (f", final loss {loss:.4f}" if loss is not None else ""))
-    if recipe.eval is not None:
-        from mmssl.eval.report import markdown_table
-        from mmssl.eval.runner import evaluate_run
-
-        report, _ = evaluate_run(result.run_dir)
-        print(markdown_table(report))
+    if result.eval is not None:
+        print(result.eval.table())
     print(describe_run_dir(result))
-    if recipe.hub.push:
-        push_run(recipe, result.run_dir)
+    if result.hub_url:
+        print(f"Pushed to the Hub: {result.hub_url}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmssl import api
+
 HELP = "push a run (exported on the fly) or an export folder to the Hugging Face Hub in one commit"
 
 
@@ -16,9 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmssl.hub.push import push
-
-    url = push(args.source, args.repo_id, private=args.private, revision=args.revision,
-               commit_message=args.commit_message)
+    url = api.push(args.source, args.repo_id, private=args.private, revision=args.revision,
+                   commit_message=args.commit_message).url
     print(f"Pushed {args.source} to {args.repo_id}: {url}")
     return 0

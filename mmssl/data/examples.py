@@ -18,11 +18,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, IterableDataset, Sampler
 
+from mmssl.errors import BadExampleError
+
 BAD_KEY = "num_bad_examples"
-
-
-class BadExampleError(RuntimeError):
-    """An example could not be used and the recipe says to raise."""
 
 
 class _Bad:

@@ -13,14 +13,11 @@ from typing import Any
 
 import datasets
 
+from mmssl.errors import DataError
 from mmssl.recipe import DataConfig
 from mmssl.registry import DATA_SOURCES
 
 Dataset = datasets.Dataset | datasets.IterableDataset
-
-
-class DataError(ValueError):
-    """The data section points at something missing or malformed."""
 
 
 @DATA_SOURCES.register("hub")

@@ -16,11 +16,8 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
+from mmssl.errors import HubError
 from mmssl.hub.export import export
-
-
-class HubError(RuntimeError):
-    """A push failed for a reason the user can fix (token, repo id, permissions)."""
 
 
 def require_token(token: str | None = None) -> str:

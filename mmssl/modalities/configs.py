@@ -1,9 +1,11 @@
-"""Backbone configs from a size preset plus a recipe's free overrides, shared by the adapters."""
+"""Backbone configs from a size preset plus a recipe's free overrides, shared by the adapters,
+and the ``task.towers`` section (torch-free, so that recipes validate without heavy imports)."""
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 
 def preset_fields(presets: dict[str, dict[str, Any]], name: str, kind: str) -> dict[str, Any]:
@@ -24,3 +26,14 @@ def make_config(cls: type, base: dict[str, Any], overrides: dict[str, Any]) -> A
         if key not in known:
             raise ValueError(f"model.config.{key}: {cls.__name__} has no field {key!r}")
     return cls(**{**base, **overrides})
+
+
+@dataclass
+class TowerConfig:
+    """``task.towers.<modality>``: where one tower's backbone comes from and how it pools."""
+
+    preset: str = "nano"
+    config: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    pooling: Literal["auto", "pooler", "cls", "mean"] = "auto"
+    freeze: bool = False

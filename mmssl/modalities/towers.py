@@ -9,9 +9,8 @@ MAE, MLM or wav2vec 2.0 pretraining.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,23 +25,13 @@ from transformers import (
 from transformers.image_utils import PILImageResampling
 
 from mmssl.modalities.audio import AudioAdapter, valid_frames, wav2vec2_config, wav2vec2_processor
+from mmssl.modalities.configs import TowerConfig
 from mmssl.modalities.pooling import masked_mean, pool
 from mmssl.modalities.vision import VisionAdapter, vit_config
 from mmssl.recipe import DataConfig, ModelConfig
 
 #: the dataset column (role) each modality reads.
 ROLES = {"vision": "image", "text": "text", "audio": "audio"}
-
-
-@dataclass
-class TowerConfig:
-    """``task.towers.<modality>``: where one tower's backbone comes from and how it pools."""
-
-    preset: str = "nano"
-    config: dict[str, Any] = field(default_factory=dict)
-    init_from: str | None = None
-    pooling: Literal["auto", "pooler", "cls", "mean"] = "auto"
-    freeze: bool = False
 
 
 #: the attribute of a ``VisionTextDualEncoderModel`` that holds each tower.

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from mmssl.recipe import Recipe
-from mmssl.registry import TASKS, load_all
+from mmssl.registry import TASKS
 
 
 @dataclass
@@ -99,5 +99,4 @@ class PretextTask(nn.Module):
 
 def build_task(recipe: Recipe) -> PretextTask:
     """Instantiate the task the recipe names, from the registry."""
-    load_all()
     return TASKS.get(recipe.task.name).obj.from_recipe(recipe)

@@ -3,33 +3,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
 from mmssl.augment.vision import ViewConfig
 from mmssl.heads.ssl import MLPHead
 from mmssl.losses.byol import byol_loss
-from mmssl.recipe import JitterStrength, OpenUnitFloat, PositiveInt, Recipe, UnitFloat
+from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import TaskOutput
+from mmssl.tasks.configs import BYOLConfig
 from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
-from mmssl.tasks.joint_embedding import JointEmbeddingConfig, JointEmbeddingTask
-
-
-@dataclass
-class BYOLConfig(JointEmbeddingConfig):
-    """``task:`` fields of BYOL (``modality``, ``pooling`` and the audio/text views are shared)."""
-
-    projection_dim: PositiveInt = 256
-    hidden_dim: PositiveInt = 1024
-    momentum: UnitFloat = 0.99
-    crop_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.08, 1.0])
-    color_jitter: JitterStrength = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.momentum <= 1.0:
-            raise ValueError(f"momentum must be in [0, 1], got {self.momentum}")
+from mmssl.tasks.joint_embedding import JointEmbeddingTask
 
 
 @TASKS.register("byol", config=BYOLConfig)

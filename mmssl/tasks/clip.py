@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,43 +25,11 @@ from mmssl.eval.zero_shot import prompt_texts
 from mmssl.heads.projection import ProjectionHead
 from mmssl.losses.infonce import clip_logit_scale, clip_loss, init_log_scale
 from mmssl.modalities.towers import ROLES, Tower, TowerConfig, build_tower
-from mmssl.recipe import DataConfig, PositiveFloat, PositiveInt, Range, Recipe, TaskConfig
+from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
+from mmssl.tasks.configs import ClipConfig
 from mmssl.tasks.mlm import ensure_tokenizer
-
-PAIRS = ({"vision", "text"}, {"audio", "text"}, {"vision", "audio"})
-
-
-@dataclass
-class ClipConfig(TaskConfig):
-    """``task:`` fields of CLIP-style alignment."""
-
-    modalities: list[str] = field(default_factory=lambda: ["vision", "text"])
-    towers: dict[str, TowerConfig] = field(default_factory=dict)
-    embed_dim: PositiveInt = 128
-    projection: Literal["linear", "mlp"] = "linear"
-    projection_batch_norm: bool = False
-    temperature: PositiveFloat = 0.07
-    learn_temperature: bool = True
-    max_logit_scale: Annotated[float, Range(1, low_open=True)] = 100.0
-    gather: bool = True
-    same_label_negatives: Literal["auto", "keep", "mask"] = "auto"
-    pair_with: DataConfig | None = None
-    prompts: list[str] = field(default_factory=lambda: ["a photo of a {name}."])
-    class_names: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.modalities) != 2 or set(self.modalities) not in PAIRS:
-            raise ValueError(
-                f"modalities must be two of vision/text/audio, e.g. [vision, text], got {self.modalities}"
-            )
-        extra = set(self.towers) - set(self.modalities)
-        if extra:
-            raise ValueError(f"towers: {sorted(extra)} not among modalities {self.modalities}")
-        init_log_scale(self.temperature)
-        if self.max_logit_scale <= 1:
-            raise ValueError(f"max_logit_scale must be above 1, got {self.max_logit_scale}")
 
 
 @TASKS.register("clip", config=ClipConfig)

@@ -10,8 +10,7 @@ positions. The encoders are the adapters' transformers models, unchanged: ``ViTM
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,45 +36,12 @@ from mmssl.modalities.text import (
     tokenize_dataset,
 )
 from mmssl.modalities.vision import VisionAdapter, random_patch_noise, vit_config, vit_processor
-from mmssl.recipe import (
-    InnerUnitFloat,
-    NonNegativeFloat,
-    NonNegativeInt,
-    OpenUnitFloat,
-    PositiveInt,
-    Recipe,
-    TaskConfig,
-    UnitFloat,
-)
+from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
+from mmssl.tasks.configs import Data2VecConfig
 from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
 from mmssl.tasks.mlm import ensure_tokenizer
-
-
-@dataclass
-class Data2VecConfig(TaskConfig):
-    """``task:`` fields of data2vec (defaults from the paper's base models)."""
-
-    modality: Literal["vision", "text", "audio"] = "vision"
-    top_k: PositiveInt = 8
-    momentum: UnitFloat = 0.999
-    final_momentum: UnitFloat = 0.9999
-    loss_beta: NonNegativeFloat = 0.0
-    mask_ratio: InnerUnitFloat = 0.6       # vision: fraction of patches masked
-    mask_prob: OpenUnitFloat = 0.15       # text: BERT token masking; audio: span start probability
-    mask_length: PositiveInt = 10         # audio: frames per span
-    min_masks: NonNegativeInt = 2            # audio: spans per example at least
-
-    def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
-        if not 0.0 <= self.momentum <= self.final_momentum <= 1.0:
-            raise ValueError("need 0 <= momentum <= final_momentum <= 1")
-        if not 0.0 < self.mask_ratio < 1.0 or not 0.0 < self.mask_prob <= 1.0:
-            raise ValueError("mask_ratio must be in (0, 1) and mask_prob in (0, 1]")
-        if self.loss_beta < 0:
-            raise ValueError(f"loss_beta must be >= 0, got {self.loss_beta}")
 
 
 class _Vision:

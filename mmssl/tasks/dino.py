@@ -15,61 +15,18 @@ uniform, and matching uniform targets pulls every student output to one point.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 
 from mmssl.augment.vision import ViewConfig
 from mmssl.heads.ssl import DINOHead
 from mmssl.losses.dino import dino_loss, update_center
-from mmssl.recipe import (
-    HalfOpenUnitFloat,
-    JitterStrength,
-    NonNegativeInt,
-    OpenUnitFloat,
-    PositiveFloat,
-    PositiveInt,
-    Recipe,
-    UnitFloat,
-)
+from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import TaskOutput
+from mmssl.tasks.configs import DINOConfig
 from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
-from mmssl.tasks.joint_embedding import JointEmbeddingConfig, JointEmbeddingTask
-
-
-@dataclass
-class DINOConfig(JointEmbeddingConfig):
-    """``task:`` fields of DINO (defaults from the paper, head sized down)."""
-
-    out_dim: PositiveInt = 4096
-    hidden_dim: PositiveInt = 1024
-    bottleneck_dim: PositiveInt = 256
-    num_local_crops: NonNegativeInt = 4
-    local_size: PositiveInt | None = None
-    global_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.4, 1.0])
-    local_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.05, 0.4])
-    student_temperature: PositiveFloat = 0.1
-    teacher_temperature: PositiveFloat = 0.04
-    warmup_teacher_temperature: PositiveFloat = 0.04
-    warmup_teacher_temperature_steps: NonNegativeInt = 0
-    freeze_last_layer_steps: NonNegativeInt = 0
-    head_batch_norm: bool = False
-    center_momentum: HalfOpenUnitFloat = 0.9
-    momentum: UnitFloat = 0.996
-    color_jitter: JitterStrength = 0.5
-
-    def __post_init__(self) -> None:
-        if self.num_local_crops < 0:
-            raise ValueError(f"num_local_crops must be >= 0, got {self.num_local_crops}")
-        if not 0.0 <= self.momentum <= 1.0 or not 0.0 <= self.center_momentum < 1.0:
-            raise ValueError("momentum must be in [0, 1] and center_momentum in [0, 1)")
-        if min(self.student_temperature, self.teacher_temperature, self.warmup_teacher_temperature) <= 0:
-            raise ValueError("student_temperature, teacher_temperature and warmup_teacher_temperature "
-                             "must be positive")
-        if min(self.warmup_teacher_temperature_steps, self.freeze_last_layer_steps) < 0:
-            raise ValueError("warmup_teacher_temperature_steps and freeze_last_layer_steps must be >= 0")
+from mmssl.tasks.joint_embedding import JointEmbeddingTask
 
 
 def teacher_temperature_at(step: int, cfg: DINOConfig) -> float:

@@ -15,15 +15,15 @@ and ``features`` (pooled encoder output of a joined batch).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
 from transformers import BertModel, ViTModel, Wav2Vec2Model
 
-from mmssl.augment.audio import AudioViewConfig, AudioViews
-from mmssl.augment.text import TextViewConfig, TextViews
+from mmssl.augment.audio import AudioViews
+from mmssl.augment.text import TextViews
 from mmssl.augment.vision import MultiView, ViewConfig, collate_views, view_transform
 from mmssl.modalities.audio import (
     AudioAdapter,
@@ -42,19 +42,10 @@ from mmssl.modalities.text import (
     tokenize_dataset,
 )
 from mmssl.modalities.vision import VisionAdapter, decode_image, vit_config, vit_processor
-from mmssl.recipe import Recipe, TaskConfig
+from mmssl.recipe import Recipe
 from mmssl.tasks.base import PretextTask
+from mmssl.tasks.configs import JointEmbeddingConfig
 from mmssl.tasks.mlm import ensure_tokenizer
-
-
-@dataclass
-class JointEmbeddingConfig(TaskConfig):
-    """``task:`` fields every joint-embedding task has."""
-
-    modality: Literal["vision", "text", "audio"] = "vision"
-    pooling: Literal["cls", "mean"] | None = None   # None: cls for vision, mean for text and audio
-    audio_views: AudioViewConfig = field(default_factory=AudioViewConfig)
-    text_views: TextViewConfig = field(default_factory=TextViewConfig)
 
 
 def _pad_join(views: list[dict[str, torch.Tensor]], key: str, pad_value: float) -> dict[str, torch.Tensor]:

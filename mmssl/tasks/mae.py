@@ -9,7 +9,6 @@ are new every step and reproducible from the seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,9 +16,10 @@ from torch import nn
 from transformers import ViTImageProcessor, ViTMAEForPreTraining
 
 from mmssl.modalities.vision import VisionAdapter, random_patch_noise, vit_mae_config, vit_processor
-from mmssl.recipe import HalfOpenUnitFloat, Recipe, TaskConfig
+from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
+from mmssl.tasks.configs import MAEConfig
 
 
 def init_sincos_tables(model: ViTMAEForPreTraining) -> None:
@@ -35,18 +35,6 @@ def init_sincos_tables(model: ViTMAEForPreTraining) -> None:
     embeddings.patch_embeddings.projection.__dict__.pop("_is_hf_initialized", None)
     embeddings.initialize_weights()
     model.decoder.initialize_weights(embeddings.patch_embeddings.num_patches)
-
-
-@dataclass
-class MAEConfig(TaskConfig):
-    """``task:`` fields of MAE."""
-
-    mask_ratio: HalfOpenUnitFloat = 0.75
-    norm_pix_loss: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
 
 
 @TASKS.register("mae", config=MAEConfig)

@@ -14,9 +14,8 @@ texts into ``<run dir>/tokenizer`` (reused if present) and records it in the rec
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from accelerate import PartialState
@@ -39,31 +38,15 @@ from mmssl.modalities.text import (
     tokenize_dataset,
 )
 from mmssl.modalities.tokenizer import iter_texts, train_tokenizer
-from mmssl.recipe import InnerUnitFloat, Recipe, TaskConfig, UnitFloat
+from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
+from mmssl.tasks.configs import MLMConfig
 
 _ARCHITECTURES = {
     "bert": (bert_config, BertForMaskedLM),
     "roberta": (roberta_config, RobertaForMaskedLM),
 }
-
-
-@dataclass
-class MLMConfig(TaskConfig):
-    """``task:`` fields of MLM."""
-
-    architecture: Literal["bert", "roberta"] = "bert"
-    mask_prob: InnerUnitFloat = 0.15
-    replace_prob: UnitFloat = 0.8
-    random_prob: UnitFloat = 0.1
-    whole_word_mask: bool = False
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.mask_prob < 1.0:
-            raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
-        if min(self.replace_prob, self.random_prob) < 0 or self.replace_prob + self.random_prob > 1:
-            raise ValueError("replace_prob and random_prob must be >= 0 and sum to at most 1")
 
 
 def ensure_tokenizer(

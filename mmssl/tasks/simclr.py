@@ -3,40 +3,16 @@ NT-Xent over the global batch (Chen et al., 2020)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
 from mmssl.augment.vision import ViewConfig
 from mmssl.heads.ssl import MLPHead
 from mmssl.losses.nt_xent import nt_xent_loss
-from mmssl.recipe import (
-    JitterStrength,
-    OpenUnitFloat,
-    PositiveFloat,
-    PositiveInt,
-    Recipe,
-    UnitFloat,
-)
+from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import TaskOutput
-from mmssl.tasks.joint_embedding import JointEmbeddingConfig, JointEmbeddingTask
-
-
-@dataclass
-class SimCLRConfig(JointEmbeddingConfig):
-    """``task:`` fields of SimCLR (``modality``, ``pooling`` and the audio/text views are shared)."""
-
-    temperature: PositiveFloat = 0.5
-    projection_dim: PositiveInt = 128
-    projection_hidden_dim: PositiveInt = 512
-    crop_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.08, 1.0])
-    color_jitter: JitterStrength = 0.5
-    blur_prob: UnitFloat = 0.5
-
-    def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
+from mmssl.tasks.configs import SimCLRConfig
+from mmssl.tasks.joint_embedding import JointEmbeddingTask
 
 
 @TASKS.register("simclr", config=SimCLRConfig)

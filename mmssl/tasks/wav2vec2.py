@@ -13,7 +13,6 @@ from ``max_gumbel_temperature`` by ``gumbel_temperature_decay`` per step down to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,42 +29,10 @@ from mmssl.modalities.audio import (
     wav2vec2_processor,
 )
 from mmssl.modalities.pooling import masked_mean
-from mmssl.recipe import (
-    NonNegativeFloat,
-    NonNegativeInt,
-    OpenUnitFloat,
-    PositiveFloat,
-    PositiveInt,
-    Recipe,
-    TaskConfig,
-)
+from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
-
-
-@dataclass
-class Wav2Vec2TaskConfig(TaskConfig):
-    """``task:`` fields of wav2vec 2.0 pretraining (defaults from the paper's BASE model)."""
-
-    mask_prob: OpenUnitFloat = 0.65
-    mask_length: PositiveInt = 10
-    min_masks: NonNegativeInt = 2
-    num_negatives: PositiveInt = 100
-    contrastive_temperature: PositiveFloat = 0.1
-    diversity_loss_weight: NonNegativeFloat = 0.1
-    max_gumbel_temperature: PositiveFloat = 2.0
-    min_gumbel_temperature: PositiveFloat = 0.5
-    gumbel_temperature_decay: OpenUnitFloat = 0.999995
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.mask_prob <= 1.0:
-            raise ValueError(f"mask_prob must be in (0, 1], got {self.mask_prob}")
-        if self.mask_length < 1 or self.num_negatives < 1 or self.min_masks < 0:
-            raise ValueError("mask_length and num_negatives must be at least 1, min_masks at least 0")
-        if not 0.0 < self.min_gumbel_temperature <= self.max_gumbel_temperature:
-            raise ValueError("need 0 < min_gumbel_temperature <= max_gumbel_temperature")
-        if not 0.0 < self.gumbel_temperature_decay <= 1.0:
-            raise ValueError(f"gumbel_temperature_decay must be in (0, 1], got {self.gumbel_temperature_decay}")
+from mmssl.tasks.configs import Wav2Vec2TaskConfig
 
 
 def sample_negatives(

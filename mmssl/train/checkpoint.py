@@ -18,13 +18,11 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
+from mmssl.errors import CheckpointError
+
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
 PREFIX = "step_"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be written or read; the message names the last good one."""
 
 
 def checkpoint_dirs(run_dir: str | Path) -> list[Path]:

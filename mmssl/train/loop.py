@@ -32,6 +32,7 @@ from mmssl.data.examples import (
 )
 from mmssl.data.length_grouping import LengthGroupedSampler
 from mmssl.data.sources import load_data
+from mmssl.errors import TrainingDivergedError
 from mmssl.recipe import Recipe, save_recipe
 from mmssl.runs import init_weights
 from mmssl.tasks.base import PretextTask, build_task
@@ -44,10 +45,6 @@ from mmssl.train.checkpoint import (
 )
 from mmssl.train.logging import MetricsLogger, Progress
 from mmssl.train.optim import build_optimizer, build_scheduler
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite and the recipe says to stop (or skips ran out)."""
 
 
 @dataclass

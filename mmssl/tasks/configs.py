@@ -1,0 +1,216 @@
+"""The ``task:`` section of every task: plain dataclasses, importable without torch.
+
+Recipe validation (``mmssl.recipe``) reads these through the task registry's index, so a
+misspelled key is reported without importing torch, transformers or datasets; the task
+modules (``mmssl.tasks.<name>``) import their config from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from mmssl.augment.configs import AudioViewConfig, TextViewConfig
+from mmssl.modalities.configs import TowerConfig
+from mmssl.recipe import (
+    DataConfig,
+    HalfOpenUnitFloat,
+    InnerUnitFloat,
+    JitterStrength,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenUnitFloat,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    TaskConfig,
+    UnitFloat,
+)
+
+#: the modality pairs a clip task can align.
+PAIRS = ({"vision", "text"}, {"audio", "text"}, {"vision", "audio"})
+
+
+@dataclass
+class JointEmbeddingConfig(TaskConfig):
+    """``task:`` fields every joint-embedding task has."""
+
+    modality: Literal["vision", "text", "audio"] = "vision"
+    pooling: Literal["cls", "mean"] | None = None   # None: cls for vision, mean for text and audio
+    audio_views: AudioViewConfig = field(default_factory=AudioViewConfig)
+    text_views: TextViewConfig = field(default_factory=TextViewConfig)
+
+
+@dataclass
+class SimCLRConfig(JointEmbeddingConfig):
+    """``task:`` fields of SimCLR (``modality``, ``pooling`` and the audio/text views are shared)."""
+
+    temperature: PositiveFloat = 0.5
+    projection_dim: PositiveInt = 128
+    projection_hidden_dim: PositiveInt = 512
+    crop_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.08, 1.0])
+    color_jitter: JitterStrength = 0.5
+    blur_prob: UnitFloat = 0.5
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+
+
+@dataclass
+class BYOLConfig(JointEmbeddingConfig):
+    """``task:`` fields of BYOL (``modality``, ``pooling`` and the audio/text views are shared)."""
+
+    projection_dim: PositiveInt = 256
+    hidden_dim: PositiveInt = 1024
+    momentum: UnitFloat = 0.99
+    crop_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.08, 1.0])
+    color_jitter: JitterStrength = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {self.momentum}")
+
+
+@dataclass
+class DINOConfig(JointEmbeddingConfig):
+    """``task:`` fields of DINO (defaults from the paper, head sized down)."""
+
+    out_dim: PositiveInt = 4096
+    hidden_dim: PositiveInt = 1024
+    bottleneck_dim: PositiveInt = 256
+    num_local_crops: NonNegativeInt = 4
+    local_size: PositiveInt | None = None
+    global_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.4, 1.0])
+    local_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.05, 0.4])
+    student_temperature: PositiveFloat = 0.1
+    teacher_temperature: PositiveFloat = 0.04
+    warmup_teacher_temperature: PositiveFloat = 0.04
+    warmup_teacher_temperature_steps: NonNegativeInt = 0
+    freeze_last_layer_steps: NonNegativeInt = 0
+    head_batch_norm: bool = False
+    center_momentum: HalfOpenUnitFloat = 0.9
+    momentum: UnitFloat = 0.996
+    color_jitter: JitterStrength = 0.5
+
+    def __post_init__(self) -> None:
+        if self.num_local_crops < 0:
+            raise ValueError(f"num_local_crops must be >= 0, got {self.num_local_crops}")
+        if not 0.0 <= self.momentum <= 1.0 or not 0.0 <= self.center_momentum < 1.0:
+            raise ValueError("momentum must be in [0, 1] and center_momentum in [0, 1)")
+        if min(self.student_temperature, self.teacher_temperature, self.warmup_teacher_temperature) <= 0:
+            raise ValueError("student_temperature, teacher_temperature and warmup_teacher_temperature "
+                             "must be positive")
+        if min(self.warmup_teacher_temperature_steps, self.freeze_last_layer_steps) < 0:
+            raise ValueError("warmup_teacher_temperature_steps and freeze_last_layer_steps must be >= 0")
+
+
+@dataclass
+class MAEConfig(TaskConfig):
+    """``task:`` fields of MAE."""
+
+    mask_ratio: HalfOpenUnitFloat = 0.75
+    norm_pix_loss: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+
+
+@dataclass
+class MLMConfig(TaskConfig):
+    """``task:`` fields of MLM."""
+
+    architecture: Literal["bert", "roberta"] = "bert"
+    mask_prob: InnerUnitFloat = 0.15
+    replace_prob: UnitFloat = 0.8
+    random_prob: UnitFloat = 0.1
+    whole_word_mask: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_prob < 1.0:
+            raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
+        if min(self.replace_prob, self.random_prob) < 0 or self.replace_prob + self.random_prob > 1:
+            raise ValueError("replace_prob and random_prob must be >= 0 and sum to at most 1")
+
+
+@dataclass
+class Data2VecConfig(TaskConfig):
+    """``task:`` fields of data2vec (defaults from the paper's base models)."""
+
+    modality: Literal["vision", "text", "audio"] = "vision"
+    top_k: PositiveInt = 8
+    momentum: UnitFloat = 0.999
+    final_momentum: UnitFloat = 0.9999
+    loss_beta: NonNegativeFloat = 0.0
+    mask_ratio: InnerUnitFloat = 0.6       # vision: fraction of patches masked
+    mask_prob: OpenUnitFloat = 0.15       # text: BERT token masking; audio: span start probability
+    mask_length: PositiveInt = 10         # audio: frames per span
+    min_masks: NonNegativeInt = 2            # audio: spans per example at least
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if not 0.0 <= self.momentum <= self.final_momentum <= 1.0:
+            raise ValueError("need 0 <= momentum <= final_momentum <= 1")
+        if not 0.0 < self.mask_ratio < 1.0 or not 0.0 < self.mask_prob <= 1.0:
+            raise ValueError("mask_ratio must be in (0, 1) and mask_prob in (0, 1]")
+        if self.loss_beta < 0:
+            raise ValueError(f"loss_beta must be >= 0, got {self.loss_beta}")
+
+
+@dataclass
+class Wav2Vec2TaskConfig(TaskConfig):
+    """``task:`` fields of wav2vec 2.0 pretraining (defaults from the paper's BASE model)."""
+
+    mask_prob: OpenUnitFloat = 0.65
+    mask_length: PositiveInt = 10
+    min_masks: NonNegativeInt = 2
+    num_negatives: PositiveInt = 100
+    contrastive_temperature: PositiveFloat = 0.1
+    diversity_loss_weight: NonNegativeFloat = 0.1
+    max_gumbel_temperature: PositiveFloat = 2.0
+    min_gumbel_temperature: PositiveFloat = 0.5
+    gumbel_temperature_decay: OpenUnitFloat = 0.999995
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_prob <= 1.0:
+            raise ValueError(f"mask_prob must be in (0, 1], got {self.mask_prob}")
+        if self.mask_length < 1 or self.num_negatives < 1 or self.min_masks < 0:
+            raise ValueError("mask_length and num_negatives must be at least 1, min_masks at least 0")
+        if not 0.0 < self.min_gumbel_temperature <= self.max_gumbel_temperature:
+            raise ValueError("need 0 < min_gumbel_temperature <= max_gumbel_temperature")
+        if not 0.0 < self.gumbel_temperature_decay <= 1.0:
+            raise ValueError(f"gumbel_temperature_decay must be in (0, 1], got {self.gumbel_temperature_decay}")
+
+
+@dataclass
+class ClipConfig(TaskConfig):
+    """``task:`` fields of CLIP-style alignment."""
+
+    modalities: list[str] = field(default_factory=lambda: ["vision", "text"])
+    towers: dict[str, TowerConfig] = field(default_factory=dict)
+    embed_dim: PositiveInt = 128
+    projection: Literal["linear", "mlp"] = "linear"
+    projection_batch_norm: bool = False
+    temperature: PositiveFloat = 0.07
+    learn_temperature: bool = True
+    max_logit_scale: Annotated[float, Range(1, low_open=True)] = 100.0
+    gather: bool = True
+    same_label_negatives: Literal["auto", "keep", "mask"] = "auto"
+    pair_with: DataConfig | None = None
+    prompts: list[str] = field(default_factory=lambda: ["a photo of a {name}."])
+    class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.modalities) != 2 or set(self.modalities) not in PAIRS:
+            raise ValueError(
+                f"modalities must be two of vision/text/audio, e.g. [vision, text], got {self.modalities}"
+            )
+        extra = set(self.towers) - set(self.modalities)
+        if extra:
+            raise ValueError(f"towers: {sorted(extra)} not among modalities {self.modalities}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.max_logit_scale <= 1:
+            raise ValueError(f"max_logit_scale must be above 1, got {self.max_logit_scale}")
