@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import datasets
 import numpy as np
 import pytest
+import scipy.io.wavfile
 import torch
 from PIL import Image
 from test_reliability_faults import TINY_MAE
@@ -105,3 +107,54 @@ def test_empty_and_truncated_audio_files_follow_the_policy():
     for index in (1, 2, 3):
         with pytest.raises(BadExampleError, match=f"^example {index}: "):
             raising[index]
+
+
+@pytest.mark.parametrize("labels", [
+    [f"class {i % 3}" for i in range(16)],             # strings: "too many dimensions 'str'"
+    [None if i == 5 else i % 3 for i in range(16)],     # an int column with a gap
+], ids=["string", "none"])
+def test_pretraining_never_reads_the_label_column(tmp_path, labels):
+    cells = [{"bytes": png(i), "path": None} for i in range(16)]
+    path = tmp_path / "train.parquet"
+    datasets.Dataset.from_dict({"img": cells, "label": labels},
+                               features=datasets.Features({"img": datasets.Image(),
+                                                           "label": datasets.Value(
+                                                               "string" if isinstance(labels[0], str) else "int64")})
+                               ).to_parquet(str(path))
+    result = pretrain(image_recipe(tmp_path, path, "data.on_bad_example=skip"))
+    assert result.step == 2 and result.bad_examples == 0
+
+
+def float_wav(seconds: float, seed: int, poison: float | None = None) -> bytes:
+    """A 32-bit float WAV (which can hold NaN and inf), with one poisoned sample if asked."""
+    wave = (0.3 * np.random.default_rng(seed).standard_normal(int(seconds * 8000))).astype(np.float32)
+    if poison is not None:
+        wave[len(wave) // 2] = poison
+    buffer = io.BytesIO()
+    scipy.io.wavfile.write(buffer, 8000, wave)
+    return buffer.getvalue()
+
+
+def test_audio_with_nan_or_inf_samples_is_a_bad_example():
+    task = build_task(recipe_from_dict({
+        "task": {"name": "wav2vec2", "num_negatives": 10, "mask_length": 4, "min_masks": 1},
+        "model": {"preset": "nano"},
+        "data": {"source": "parquet", "audio": {"max_seconds": 1.0, "min_seconds": 0.1}},
+        "train": {"cpu": True},
+    }))
+    cells = [float_wav(0.5, 0), float_wav(0.5, 1, math.nan), float_wav(0.5, 2, math.inf),
+             float_wav(0.5, 3, -math.inf), float_wav(0.5, 4)]
+    features = datasets.Features({"audio": datasets.Audio(decode=False)})
+    data = datasets.Dataset.from_dict({"audio": [{"bytes": c, "path": None} for c in cells]}, features=features)
+
+    skipping = MapExamples(data, task.preprocess, "skip")
+    batch = SkippingCollator(task.collate)([skipping[i] for i in range(len(cells))])
+    assert int(batch["num_bad_examples"]) == 3
+    assert torch.isfinite(batch["input_values"]).all() and batch["input_values"].shape[0] == 2
+    raising = MapExamples(data, task.preprocess, "raise")
+    for index in (1, 2, 3):
+        with pytest.raises(BadExampleError, match=f"^example {index}: .*NaN or infinite samples"):
+            raising[index]
+    decoded = {"array": np.array([0.1, math.nan] * 2000, dtype=np.float32), "sampling_rate": 16000}
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        task.preprocess({"audio": decoded})

@@ -103,8 +103,14 @@ def _feature_kwargs(feature: Any) -> dict[str, Any]:
     return {}
 
 
-def load_data(cfg: DataConfig, required: tuple[str, ...] = ()) -> Dataset:
-    """Load the split the recipe names, rename columns to roles, check the roles exist."""
+def load_data(
+    cfg: DataConfig, required: tuple[str, ...] = (), keep: tuple[str, ...] | None = None
+) -> Dataset:
+    """Load the split the recipe names, rename columns to roles, check the roles exist.
+
+    With ``keep``, only those columns (of the ones the data has) are kept: pretraining never
+    reads a label column, so a string or missing label cannot break its batches.
+    """
     from mmssl.registry import RegistryError
 
     try:
@@ -130,6 +136,8 @@ def load_data(cfg: DataConfig, required: tuple[str, ...] = ()) -> Dataset:
             f"data: the task needs column(s) {missing} but the data has {columns}; "
             f"map them with data.columns, e.g. data.columns.{missing[0]}=<your column>"
         )
+    if keep is not None and columns:
+        ds = ds.select_columns([c for c in columns if c in keep])
     if cfg.max_examples is not None:
         ds = ds.take(cfg.max_examples) if cfg.streaming else ds.select(
             range(min(cfg.max_examples, len(ds)))

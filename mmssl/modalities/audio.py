@@ -160,7 +160,8 @@ def decode_audio(
     Accepts undecoded cells (``{"bytes", "path"}``), decoded ones (``{"array",
     "sampling_rate"}`` or a torchcodec decoder) and file paths. FFmpeg resamples while
     decoding; channels are averaged. Longer audio is cut to ``max_seconds``: only the cropped
-    range is decoded when the header knows the duration.
+    range is decoded when the header knows the duration. NaN or infinite samples (a float
+    WAV can hold them) are an error here, so a bad example, not a non-finite loss later.
     """
     AudioDecoder = audio_decoder_class()
     if isinstance(value, dict) and value.get("array") is not None:
@@ -184,6 +185,9 @@ def decode_audio(
         if wave.numel() > crop:
             offset = int(_crop_start(wave.numel(), crop, random_crop))
             wave = wave[offset : offset + crop]
+    bad = int((~torch.isfinite(wave)).sum())
+    if bad:
+        raise ValueError(f"the audio has {bad} NaN or infinite samples")
     return wave.contiguous()
 
 

@@ -41,6 +41,9 @@ class PretextTask(nn.Module):
     modalities: tuple[str, ...] = ()
     #: dataset columns (after ``data.columns`` renames) the task reads; checked before training.
     required_columns: tuple[str, ...] = ()
+    #: columns pretraining also reads when the data has them; every other column (a label,
+    #: an id) is dropped before pretraining, so it never reaches ``preprocess`` or ``collate``.
+    optional_columns: tuple[str, ...] = ()
     #: examples ``prepare_dataset`` dropped under ``on_bad_example: skip``; the loop counts them.
     prepared_bad_examples: int = 0
 

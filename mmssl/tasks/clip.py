@@ -45,6 +45,7 @@ class ClipTask(PretextTask):
         self.modalities = tuple(cfg.modalities)
         self.roles = tuple(ROLES[m] for m in self.modalities)
         self.required_columns = (self.roles[0],)
+        self.optional_columns = (self.roles[1], "label")  # pairs, class pairing or prompts
         text_tower = cfg.towers.get("text", TowerConfig())
         if "text" in self.modalities and not recipe.data.text.tokenizer and not text_tower.init_from:
             ensure_tokenizer(recipe, self.tokenizer_texts)

@@ -163,7 +163,8 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
         init_weights(task, recipe.model.init_from)
     # as in the HF examples: the main process builds the datasets caches, the others reuse them
     with accelerator.main_process_first():
-        data = task.prepare_dataset(load_data(recipe.data, required=task.required_columns))
+        columns = task.required_columns + task.optional_columns
+        data = task.prepare_dataset(load_data(recipe.data, required=task.required_columns, keep=columns))
     loader = build_loader(task, data, recipe)
     examples = loader.dataset
     steps_total = total_steps(recipe, loader, accelerator.num_processes)
