@@ -53,8 +53,12 @@ def test_pretrain_runs_the_eval_section(evaluated_run):
     assert report["task"] == "mae" and report["num_classes"] == 10
     assert report["sizes"]["train"] + report["sizes"]["val"] == 200
     assert report["sizes"]["test"] == 80
-    for model in ("pretrained", "random_init"):
-        assert set(report["results"][model]) == {"linear", "knn", "finetune"}
+    expected = {"pretrained": {"linear", "knn", "finetune"}, "random_init": {"linear", "knn"},
+                "raw_input": {"linear", "knn", "finetune"}, "supervised_from_scratch": {"finetune"}}
+    assert {model: set(results) for model, results in report["results"].items()} == expected
+    # finetune has no network on the raw input: its raw-input row is the linear probe's
+    assert report["results"]["raw_input"]["finetune"] == report["results"]["raw_input"]["linear"]
+    for model in expected:
         for by_fraction in report["results"][model].values():
             assert set(by_fraction) == {"0.1", "1.0"}
             for scores in by_fraction.values():
@@ -66,6 +70,9 @@ def test_pretrain_runs_the_eval_section(evaluated_run):
     table = (eval_dir / "report.md").read_text()
     assert table == markdown_table(report)
     assert table.count("\n| linear |") == 2 and "random init top-1" in table
+    assert "| raw input top-1 | supervised from scratch top-1 |" in table
+    assert set(report["verdicts"]) == {"linear", "knn", "finetune"}
+    assert "- finetune: pretrained " in table and "supervised from scratch" in report["verdicts"]["finetune"]
     for png in ("label_efficiency.png", "features_pca.png"):
         assert (eval_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

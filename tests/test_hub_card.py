@@ -27,7 +27,8 @@ def run_dir(tmp_path_factory):
         "task": "mae", "test_split": "test",
         "data": {"train": {"source": "parquet", "path": None,
                            "data_files": {"test": "../shared/data/mnist/test.parquet"}}, "test_split": "test"},
-        "results": {"pretrained": scores, "random_init": floor},
+        "results": {"pretrained": scores, "random_init": floor,
+                    "raw_input": {"knn": {"1.0": {"top1": 0.8, "top5": 0.9}}}},
     }))
     return run_dir
 
@@ -46,7 +47,9 @@ def test_card_has_hub_metadata_and_model_index(run_dir):
     metrics = {(m["name"], m["type"]): m["value"] for r in entry["results"] for m in r["metrics"]}
     assert metrics == {("linear accuracy", "accuracy"): 0.875,
                        ("linear top_5_accuracy", "top_5_accuracy"): 0.99,
-                       ("linear (10% labels) accuracy", "accuracy"): 0.5, ("knn accuracy", "accuracy"): 0.75}
+                       ("linear (10% labels) accuracy", "accuracy"): 0.5, ("knn accuracy", "accuracy"): 0.75,
+                       ("knn, raw input baseline accuracy", "accuracy"): 0.8,
+                       ("knn, raw input baseline top_5_accuracy", "top_5_accuracy"): 0.9}
     assert {(r["dataset"]["name"], r["dataset"]["split"]) for r in entry["results"]} == {("mnist", "test")}
 
 
@@ -59,6 +62,7 @@ def test_card_body_has_training_facts_recipe_and_usage(run_dir):
     assert f"- final loss: {last['loss']:.4f} (step 3)" in text
     assert "- hardware: 1 x" in text and "(cpu)" in text
     assert "| linear | accuracy | 0.8750 | 0.2500 |" in text
+    assert "| knn, raw input baseline | accuracy | 0.8000 | - |" in text
     assert 'AutoModel.from_pretrained(repo, subfolder="encoder")' in text
     embedded = card_text.split("```yaml\n")[1].split("```")[0]
     assert yaml.safe_load(embedded) == yaml.safe_load((run_dir / "recipe.yaml").read_text())

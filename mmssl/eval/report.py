@@ -1,7 +1,8 @@
 """Evaluation reports: ``report.json``, a Markdown table and PNG plots.
 
 The JSON holds everything (settings, sizes, every protocol at every label fraction for the
-pretrained backbone and its random-init floor); the Markdown and plots are views of it.
+pretrained backbone and its baselines: random init, raw input, supervised from scratch) and
+one verdict line per protocol; the Markdown and plots are views of it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from typing import Any
 
 import torch
 
-MODELS = ("pretrained", "random_init")
+#: baselines of ``results`` (beside ``pretrained``) and how reports name them
+BASELINES = {"random_init": "random init", "raw_input": "raw input", "supervised_from_scratch": "supervised from scratch"}
+#: line style of each model in the label-efficiency plot
+_STYLES = {"pretrained": "-o", "random_init": "--x", "raw_input": ":s", "supervised_from_scratch": "-.^"}
 
 
 def _fraction_label(fraction: str) -> str:
@@ -60,9 +64,41 @@ def _alignment_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _top1(results: dict[str, Any], model: str, protocol: str, fraction: str) -> float | None:
+    scores = results.get(model, {}).get(protocol, {}).get(fraction)
+    return None if scores is None else scores["top1"]
+
+
+def baseline_verdicts(results: dict[str, Any]) -> dict[str, str]:
+    """One line per protocol: at which label fractions the pretrained top-1 beats each
+    baseline, with the gap where it does not."""
+    verdicts = {}
+    for protocol, by_fraction in results["pretrained"].items():
+        parts = []
+        for model, name in BASELINES.items():
+            floors = {f: _top1(results, model, protocol, f) for f in by_fraction}
+            floors = {f: v for f, v in floors.items() if v is not None}
+            if not floors:
+                continue
+            misses = [f for f, v in floors.items() if by_fraction[f]["top1"] <= v]
+            if not misses:
+                parts.append(f"beats {name} at every label fraction")
+                continue
+            gaps = ", ".join(f"{_fraction_label(f)}: {by_fraction[f]['top1'] - floors[f]:+.4f}" for f in misses)
+            wins = [_fraction_label(f) for f in floors if f not in misses]
+            where = f"at {', '.join(wins)} only" if wins else "at no label fraction"
+            parts.append(f"beats {name} {where} (not at {gaps})")
+        verdicts[protocol] = f"{protocol}: pretrained " + ("; ".join(parts) or "has no baseline") + "."
+    return verdicts
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def markdown_table(report: dict[str, Any]) -> str:
-    """One row per (protocol, label fraction): top-1/top-5 pretrained vs random init; then
-    the alignment rows of a clip run."""
+    """One row per (protocol, label fraction): top-1 of the pretrained model and of each
+    baseline; the verdict line of each protocol; then the alignment rows of a clip run."""
     results = report["results"]
     lines = [f"# Evaluation of `{report['run_dir']}`", ""]
     if not results["pretrained"]:
@@ -74,33 +110,38 @@ def markdown_table(report: dict[str, Any]) -> str:
         f"{report['sizes']['test']} test examples, {report['num_classes']} classes, "
         f"pooling `{report['settings']['pooling']}`.",
         "",
-        "| protocol | labels | pretrained top-1 | random init top-1 | gain | pretrained top-5 | random init top-5 |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| protocol | labels | pretrained top-1 | "
+        + " | ".join(f"{name} top-1" for name in BASELINES.values())
+        + " | pretrained top-5 |",
+        "| --- | --- | --- | " + "--- | " * len(BASELINES) + "--- |",
     ]
     for protocol, by_fraction in results["pretrained"].items():
         for fraction, scores in by_fraction.items():
-            floor = results["random_init"][protocol][fraction]
-            gain = scores["top1"] - floor["top1"]
+            floors = [_cell(_top1(results, model, protocol, fraction)) for model in BASELINES]
             lines.append(
                 f"| {protocol} | {_fraction_label(fraction)} | {scores['top1']:.4f} | "
-                f"{floor['top1']:.4f} | {gain:+.4f} | {scores['top5']:.4f} | {floor['top5']:.4f} |"
+                + " | ".join(floors) + f" | {scores['top5']:.4f} |"
             )
+    lines += [""] + [f"- {line}" for line in baseline_verdicts(results).values()]
     if report.get("alignment"):
         lines += _alignment_table(report)
     return "\n".join(lines) + "\n"
 
 
 def plot_label_efficiency(report: dict[str, Any], path: Path) -> None:
-    """Top-1 vs label fraction (log x), one colour per protocol, dashed for the floor."""
+    """Top-1 vs label fraction (log x), one colour per protocol, one line style per model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, protocol in enumerate(report["results"]["pretrained"]):
-        for model, style in zip(MODELS, ("-o", "--x")):
-            by_fraction = report["results"][model][protocol]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    results = report["results"]
+    for i, protocol in enumerate(results["pretrained"]):
+        for model, style in _STYLES.items():
+            by_fraction = results.get(model, {}).get(protocol)
+            if not by_fraction:
+                continue
             xs = [float(f) * 100 for f in by_fraction]
             ys = [s["top1"] for s in by_fraction.values()]
             ax.plot(xs, ys, style, color=f"C{i}", label=f"{protocol} ({model.replace('_', ' ')})")
@@ -109,7 +150,7 @@ def plot_label_efficiency(report: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("test top-1 accuracy")
     ax.set_title(f"Label efficiency: {report['task']}")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -154,6 +195,7 @@ def write_report(
         paths["features"] = out_dir / "features_pca.png"
         plot_label_efficiency(report, paths["label_efficiency"])
         plot_features(test_features, paths["features"])
+        report["verdicts"] = baseline_verdicts(report["results"])
     report["files"] = {k: p.name for k, p in paths.items()}
     paths["markdown"].write_text(markdown_table(report))
     paths["json"].write_text(json.dumps(report, indent=2))

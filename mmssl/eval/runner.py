@@ -1,5 +1,8 @@
 """Evaluate a run directory: every protocol of the ``eval:`` section, at every label
-fraction, for the trained backbone and for the same backbone at random initialisation.
+fraction, for the trained backbone and, in the same run on the same splits, its baselines:
+the same backbone at random initialisation (linear, kNN), the raw input (``mmssl.eval.raw``;
+every protocol) and, for ``finetune``, the same architecture trained on the same labels from
+random init (``supervised_from_scratch``: the backbone at the full ``finetune_lr``).
 
 Data: the pretraining source by default (its split for training, ``eval.test_split`` for
 test), or ``eval.data``. A seeded, stratified validation split is carved from the training
@@ -27,6 +30,7 @@ from mmssl.eval.finetune import finetune
 from mmssl.eval.knn import knn_classify
 from mmssl.eval.labels import encode_labels
 from mmssl.eval.linear import linear_probe
+from mmssl.eval.raw import raw_input_features
 from mmssl.eval.report import write_report
 from mmssl.eval.subsets import label_subsets, train_val_split
 from mmssl.recipe import DataConfig, EvalConfig, Recipe, recipe_from_dict, recipe_to_dict
@@ -78,6 +82,40 @@ def random_init_task(recipe: Recipe) -> PretextTask:
     return build_task(recipe).eval()
 
 
+def score_features(
+    protocol: str, train: Features, test: Features, data: dict[str, Any], cfg: EvalConfig, seed: int
+) -> dict[str, Any]:
+    """The ``linear`` or ``knn`` protocol on fixed features, at every label fraction."""
+    results = {}
+    for fraction, rows in data["subsets"].items():
+        if protocol == "linear":
+            probe = linear_probe(
+                train.rows(rows), train.rows(data["val_rows"]), (test.x, test.y), data["num_classes"],
+                cfg.linear_lrs, cfg.linear_weight_decays, cfg.linear_epochs, seed,
+            )
+            scores = dataclasses.asdict(probe)
+        else:
+            x, y = train.rows(rows)
+            scores = knn_classify(x, y, test.x, test.y, data["num_classes"], cfg.knn_k, cfg.knn_temperature)
+        results[str(fraction)] = {**scores, "num_labels": len(rows)}
+    return results
+
+
+def finetune_fractions(
+    task: PretextTask, name: str, data: dict[str, Any], cfg: EvalConfig, seed: int
+) -> dict[str, Any]:
+    """The ``finetune`` protocol (a copy of ``task`` and a head) at every label fraction."""
+    label, policy = cfg.label_column, data["policy"]
+    return {
+        str(fraction): {
+            **finetune(task, data["train"].select(rows), data["test"], label, data["num_classes"], cfg,
+                       policy, seed, desc=f"{name} finetune {fraction:g}"),
+            "num_labels": len(rows),
+        }
+        for fraction, rows in data["subsets"].items()
+    }
+
+
 def evaluate_task(
     task: PretextTask,
     name: str,
@@ -86,8 +124,10 @@ def evaluate_task(
     recipe: Recipe,
     cache_dir: Path,
     fingerprint: dict[str, Any],
+    protocols: list[str] | None = None,
 ) -> tuple[dict[str, Any], Features]:
-    """Every protocol at every label fraction for one model; also returns its test features."""
+    """``protocols`` (default: the config's) at every label fraction for one model; also
+    returns its test features."""
     label, policy, seed = cfg.label_column, data["policy"], recipe.seed
 
     def features(split: str) -> Features:
@@ -102,27 +142,35 @@ def evaluate_task(
         )
 
     train, test = features("train"), features("test")
-    val_rows, subsets = data["val_rows"], data["subsets"]
-    results: dict[str, Any] = {}
-    for protocol in cfg.protocols:
-        results[protocol] = {}
-        for fraction, rows in subsets.items():
-            if protocol == "linear":
-                probe = linear_probe(
-                    train.rows(rows), train.rows(val_rows), (test.x, test.y), data["num_classes"],
-                    cfg.linear_lrs, cfg.linear_weight_decays, cfg.linear_epochs, seed,
-                )
-                scores = dataclasses.asdict(probe)
-            elif protocol == "knn":
-                x, y = train.rows(rows)
-                scores = knn_classify(x, y, test.x, test.y, data["num_classes"], cfg.knn_k, cfg.knn_temperature)
-            else:
-                scores = finetune(
-                    task, data["train"].select(rows), data["test"], label, data["num_classes"], cfg,
-                    policy, seed, desc=f"{name} finetune {fraction:g}",
-                )
-            results[protocol][str(fraction)] = {**scores, "num_labels": len(rows)}
+    results = {
+        protocol: finetune_fractions(task, name, data, cfg, seed) if protocol == "finetune"
+        else score_features(protocol, train, test, data, cfg, seed)
+        for protocol in (cfg.protocols if protocols is None else protocols)
+    }
     return results, test
+
+
+def raw_input_results(
+    task: PretextTask, recipe: Recipe, data: dict[str, Any], cfg: EvalConfig, data_cfg: DataConfig
+) -> dict[str, Any] | None:
+    """Every protocol on the raw-input features (``mmssl.eval.raw``), ``None`` where the task
+    has no single modality with a raw-input baseline. ``finetune`` has no network to train
+    here, so its raw-input row is the linear probe on the raw input."""
+    if len(task.modalities) != 1:
+        return None
+    features = raw_input_features(
+        task.modalities[0], task.required_columns[0], data_cfg, data["train"], data["test"],
+        cfg.label_column, data["policy"],
+    )
+    if features is None:
+        return None
+    scored: dict[str, Any] = {}
+    for protocol in cfg.protocols:
+        probe = "linear" if protocol == "finetune" else protocol
+        if probe not in scored:
+            scored[probe] = score_features(probe, *features, data, cfg, recipe.seed)
+        scored[protocol] = scored[probe]
+    return {protocol: scored[protocol] for protocol in cfg.protocols}
 
 
 def evaluate_run(
@@ -189,12 +237,22 @@ def _probe_report(
     }
     eval_dir = run_dir / "eval"
     results, test_features = {}, {}
+    feature_protocols = [p for p in cfg.protocols if p != "finetune"]
     for name, model in models.items():
+        protocols = cfg.protocols if name == "pretrained" else feature_protocols
         results[name], feats = evaluate_task(
-            model.to(device), name, data, cfg, recipe, eval_dir / "features", fingerprint
+            model.to(device), name, data, cfg, recipe, eval_dir / "features", fingerprint, protocols
         )
         test_features[name] = (feats.x, feats.y)
         skipped = feats.skipped
+    if "finetune" in cfg.protocols:
+        scratch = dataclasses.replace(cfg, finetune_backbone_lr_scale=1.0)
+        results["supervised_from_scratch"] = {
+            "finetune": finetune_fractions(models["random_init"], "supervised from scratch", data, scratch, recipe.seed)
+        }
+    raw = raw_input_results(task, recipe, data, cfg, train_cfg)
+    if raw is not None:
+        results["raw_input"] = raw
     return {
         "num_classes": num_classes,
         "sizes": {"train": len(fit_rows), "val": len(val_rows), "test": len(test)},

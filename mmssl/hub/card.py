@@ -77,14 +77,23 @@ def _report_dataset(data: dict[str, Any], split: Any) -> str | None:
     return data.get("path") or data.get("source")
 
 
+#: baselines of ``mmssl eval`` with model-index rows of their own (random init is each row's ``baseline``)
+CARD_BASELINES = {"raw_input": "raw input", "supervised_from_scratch": "supervised from scratch"}
+
+
 def _mmssl_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of ``mmssl eval``'s report: pretrained scores per protocol and label fraction."""
+    """Rows of ``mmssl eval``'s report: pretrained scores per protocol and label fraction, then
+    the same for the raw-input and supervised-from-scratch baselines, named as such."""
     data = report.get("data") if isinstance(report.get("data"), dict) else {}
     train = data.get("train") if isinstance(data.get("train"), dict) else {}
     dataset = _report_dataset(train, data.get("test_split"))
     floor = report["results"].get("random_init") or {}
     rows = []
-    for protocol, by_fraction in report["results"]["pretrained"].items():
+    tables = [(protocol, by_fraction, "") for protocol, by_fraction in report["results"]["pretrained"].items()]
+    tables += [(protocol, by_fraction, f", {name} baseline") for model, name in CARD_BASELINES.items()
+               if isinstance(report["results"].get(model), dict)
+               for protocol, by_fraction in report["results"][model].items()]
+    for protocol, by_fraction, suffix in tables:
         if not isinstance(by_fraction, dict):
             continue
         for fraction, scores in by_fraction.items():
@@ -97,8 +106,8 @@ def _mmssl_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             for key, value in scores.items():
                 if key not in METRIC_TYPES or (value := _number(value)) is None:
                     continue
-                baseline = _number(((floor.get(protocol) or {}).get(fraction) or {}).get(key))
-                rows.append({"protocol": f"{protocol}{labels}", "metric": METRIC_TYPES.get(key, key),
+                baseline = None if suffix else _number(((floor.get(protocol) or {}).get(fraction) or {}).get(key))
+                rows.append({"protocol": f"{protocol}{labels}{suffix}", "metric": METRIC_TYPES.get(key, key),
                              "value": value, "baseline": baseline, "dataset": dataset,
                              "split": data.get("test_split")})
     split = (report.get("settings") or {}).get("test_split")
