@@ -124,16 +124,19 @@ def pretrain(
     *,
     resume: str | None = None,
 ) -> PretrainResult:
-    """Train a recipe; then evaluate (``eval:``) and push (``hub.push``) as it asks.
+    """Train a recipe, with the online monitor if ``eval.monitor_every`` asks; then evaluate
+    (``eval:``) and push (``hub.push``) as it asks.
 
     ``resume``: ``"auto"`` for the run's latest checkpoint, or a checkpoint folder.
     """
     recipe = load_recipe(recipe_or_path, overrides)  # before the heavy imports: errors come fast
+    from mmssl.eval.monitor import build_monitor
     from mmssl.train.loop import pretrain as train
 
     if recipe.hub.push:
         _check_hub(recipe)
-    run = train(recipe, resume=resume)
+    monitor = build_monitor(recipe)  # eval.monitor_every: the online monitor, called by the loop
+    run = train(recipe, resume=resume, callbacks=[monitor] if monitor else [])
     result = PretrainResult(run.run_dir, run.step, run.checkpoint, run.last_metrics,
                             run.bad_examples, run.nan_skips)
     if recipe.eval is not None:
@@ -151,7 +154,8 @@ def evaluate(
     protocols: Sequence[str] | None = None,
     checkpoint: str | Path | None = None,
 ) -> EvalResult:
-    """Probe a run's backbone against random init; writes ``RUN_DIR/eval/report.{json,md}``.
+    """Probe a run's backbone against its baselines (random init, raw input, supervised from
+    scratch); writes ``RUN_DIR/eval/report.{json,md}``.
 
     ``overrides`` are fields of the ``eval:`` section (``["knn_k=10"]``), ``data`` a folder of
     ``<split>.parquet`` files to evaluate on instead of the recipe's data.

@@ -210,6 +210,9 @@ class EvalConfig:
     finetune_backbone_lr_scale: NonNegativeFloat = 0.1
     max_train_examples: PositiveInt | None = None
     max_test_examples: PositiveInt | None = None
+    # the online monitor during pretraining (mmssl/eval/monitor.py); 0 turns it off
+    monitor_every: NonNegativeInt = 0
+    monitor_examples: Annotated[int, Range(10)] = 1000
 
     def __post_init__(self) -> None:
         bad = [f for f in self.label_fractions if not 0.0 < f <= 1.0]

@@ -12,6 +12,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -136,7 +137,12 @@ def _finite(accelerator: Accelerator, loss: torch.Tensor) -> bool:
     return bool(accelerator.reduce(flag, reduction="sum").item() == accelerator.num_processes)
 
 
-def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
+#: called after every optimizer step with (task, step, total steps); returns metrics to log
+#: at that step (an empty dict most steps), e.g. ``mmssl.eval.monitor.OnlineMonitor``
+StepCallback = Callable[[PretextTask, int, int], dict[str, float]]
+
+
+def pretrain(recipe: Recipe, resume: str | None = None, callbacks: Sequence[StepCallback] = ()) -> RunResult:
     """Run the recipe's pretraining; ``resume`` overrides ``train.resume``."""
     cfg = recipe.train
     if (cfg.max_steps is None) == (cfg.epochs is None):
@@ -256,7 +262,8 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
                 state["step"] += 1
                 window_steps += 1
                 plain_task.on_step_end(state["step"], steps_total)
-                logged = state["step"] % cfg.log_every == 0 or state["step"] == steps_total
+                extra = {k: v for call in callbacks for k, v in call(plain_task, state["step"], steps_total).items()}
+                logged = bool(extra) or state["step"] % cfg.log_every == 0 or state["step"] == steps_total
                 if logged:
                     elapsed = time.perf_counter() - window_start
                     loss = accelerator.reduce(window_loss, "mean").item() / (window_steps * cfg.grad_accum)
@@ -267,6 +274,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> RunResult:
                         "epoch": state["epoch"],
                         "bad_examples": state["bad_examples"] + plain_task.prepared_bad_examples,
                         **{k: float(v) for k, v in out.metrics.items()},
+                        **extra,
                     }
                     if grad_norm is not None:
                         last_metrics["grad_norm"] = float(grad_norm)

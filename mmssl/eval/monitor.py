@@ -1,0 +1,105 @@
+"""Online monitor: watch the representation learn while pretraining runs.
+
+Every ``eval.monitor_every`` optimizer steps the loop calls the monitor with the task; it
+embeds a small labelled set (``eval.monitor_examples`` rows of the evaluation's training
+split, never its test split) with the task's own ``preprocess(train=False)``,
+``collate_eval`` and ``embed``, and returns metrics the loop logs with the step:
+
+- ``monitor/knn_top1``: weighted kNN (the eval protocol's ``k`` and temperature) of a
+  stratified 20% of the set against the other 80%;
+- ``monitor/rankme``: the effective rank of the embeddings (RankMe, Garrido et al., 2023):
+  the exponential of the entropy of their normalised singular values, from 1 (collapse)
+  to the embedding width;
+- ``monitor/feature_std``: the mean per-dimension standard deviation of the L2-normalised
+  embeddings times ``sqrt(dim)``: about 1 when they spread over the sphere, 0 when they
+  collapse to one point. Below ``COLLAPSE_STD`` the monitor raises ``monitor/collapse`` to 1
+  and prints an alarm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmssl.data.sources import load_data
+from mmssl.eval.features import extract_features
+from mmssl.eval.knn import knn_classify
+from mmssl.eval.labels import encode_labels
+from mmssl.eval.subsets import train_val_split
+from mmssl.recipe import EvalConfig, Recipe
+from mmssl.tasks.base import PretextTask
+
+COLLAPSE_STD = 0.1
+QUERY_FRACTION = 0.2
+
+
+def rankme(x: torch.Tensor, eps: float = 1e-7) -> float:
+    """Effective rank: ``exp(entropy(s / sum(s)))`` of the singular values ``s`` of ``x``."""
+    s = torch.linalg.svdvals(x.double())
+    p = s / s.sum().clamp(min=eps) + eps
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def feature_std(x: torch.Tensor) -> float:
+    """Mean per-dimension std of the L2-normalised rows, times ``sqrt(dim)`` (1: spread, 0: collapse)."""
+    normed = F.normalize(x.double(), dim=1)
+    return float(normed.std(dim=0, unbiased=False).mean() * x.shape[1] ** 0.5)
+
+
+def representation_health(x: torch.Tensor) -> dict[str, float]:
+    """RankMe, the normalised per-dimension std and the collapse flag of embeddings ``x``."""
+    std = feature_std(x)
+    return {"monitor/rankme": rankme(x), "monitor/feature_std": std, "monitor/collapse": float(std < COLLAPSE_STD)}
+
+
+@dataclass
+class OnlineMonitor:
+    """Called by the training loop after every optimizer step; does work every ``every`` steps."""
+
+    data: Any  # labelled rows, labels encoded as 0..C-1
+    cfg: EvalConfig
+    every: int
+    num_classes: int
+    query_rows: np.ndarray
+    bank_rows: np.ndarray
+    policy: str = "raise"
+
+    def __call__(self, task: PretextTask, step: int, total_steps: int) -> dict[str, float]:
+        if step % self.every and step != total_steps:
+            return {}
+        feats = extract_features(task, self.data, self.cfg.label_column, self.cfg.pooling,
+                                 self.cfg.batch_size, self.policy, desc="monitor")
+        bank_x, bank_y = feats.rows(self.bank_rows)
+        query_x, query_y = feats.rows(self.query_rows)
+        knn = knn_classify(bank_x, bank_y, query_x, query_y, self.num_classes, self.cfg.knn_k,
+                           self.cfg.knn_temperature)
+        metrics = {"monitor/knn_top1": knn["top1"], **representation_health(feats.x)}
+        if metrics["monitor/collapse"]:
+            print(f"monitor: the representation is collapsing at step {step} (per-dimension std "
+                  f"{metrics['monitor/feature_std']:.3f} < {COLLAPSE_STD} of a spread one, "
+                  f"effective rank {metrics['monitor/rankme']:.1f})", flush=True)
+        return metrics
+
+
+def build_monitor(recipe: Recipe) -> OnlineMonitor | None:
+    """The recipe's monitor, or ``None`` when ``eval.monitor_every`` is 0 or unset.
+
+    The set is a seeded sample of the evaluation's training split (``eval.data`` or the
+    pretraining data), loaded here so that a missing label column fails before training.
+    """
+    cfg = recipe.eval
+    if cfg is None or not cfg.monitor_every:
+        return None
+    data_cfg = dataclasses.replace(cfg.data or recipe.data, max_examples=None, streaming=False)
+    data = load_data(data_cfg, required=(cfg.label_column,))
+    if cfg.monitor_examples < len(data):
+        data = data.shuffle(seed=recipe.seed).select(range(cfg.monitor_examples))
+    encoded = encode_labels(data, data, cfg.label_column, data_cfg.on_bad_example)
+    bank, query = train_val_split(np.asarray(encoded.train[cfg.label_column]), QUERY_FRACTION, recipe.seed)
+    return OnlineMonitor(encoded.train, cfg, cfg.monitor_every, encoded.num_classes, query, bank,
+                         data_cfg.on_bad_example)
