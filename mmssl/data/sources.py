@@ -8,6 +8,8 @@ where the bad-example policy can count it, not deep inside the dataset iterator.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,19 @@ def hub_source(cfg: DataConfig) -> Dataset:
     )
 
 
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """No progress bars while ``datasets`` reads local files: from 16 files on it shows a
+    "Downloading data" bar although nothing is downloaded."""
+    was_disabled = datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
 def _builder_source(builder: str):
     def load(cfg: DataConfig) -> Dataset:
         if not cfg.data_files and not cfg.path:
@@ -44,9 +59,10 @@ def _builder_source(builder: str):
             raise DataError(f"data.path: no such directory {cfg.path!r}")
         kwargs: dict[str, Any] = {"data_files": files} if files else {"data_dir": cfg.path}
         try:
-            return datasets.load_dataset(
-                builder, split=cfg.split, streaming=cfg.streaming, **kwargs
-            )
+            with _quiet_progress():
+                return datasets.load_dataset(
+                    builder, split=cfg.split, streaming=cfg.streaming, **kwargs
+                )
         except ValueError as err:
             if "split" in str(err).lower() or "Unknown split" in str(err):
                 raise DataError(f"data.split: {err}") from err

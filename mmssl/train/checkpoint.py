@@ -9,6 +9,7 @@ full disk during a save leaves the previous checkpoint as it was.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -19,6 +20,18 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from mmssl.errors import CheckpointError
+
+
+class _TiedWeightsFilter(logging.Filter):
+    """Accelerate warns on every save of a model with tied weights (MLM's decoder is its
+    word embeddings) that it dropped the tied copy; loading ties it again, so the warning
+    ("[RANK 0] Removed shared tensor ...") is noise on every text run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+logging.getLogger("accelerate.utils.other").addFilter(_TiedWeightsFilter())
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
