@@ -54,3 +54,22 @@ def test_clip_from_ssl_towers_recipe_chain(shared_data, tmp_path, monkeypatch):
     mae_vit, clip_vit = mae.backbone, clip.towers["vision"].model
     for name in ("embeddings.patch_embeddings.projection.weight", "layernorm.weight"):
         assert torch.equal(mae_vit.get_parameter(name), clip_vit.get_parameter(name)), name
+
+
+@pytest.mark.slow
+def test_clip_flickr8k_runs_as_shipped_and_retrieval_prints_a_table(shared_data, tmp_path, monkeypatch, capsys):
+    """No tokenizer to train first: the recipe learns one from the caption lists."""
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "clip"
+    assert main(["pretrain", "recipes/clip_flickr8k.yaml", "train.max_steps=2", "train.epochs=null",
+                 "train.batch_size=8", "train.progress=false", "data.max_examples=32",
+                 f"output_dir={out}"]) == 0
+    assert (out / "tokenizer" / "tokenizer.json").is_file()
+    capsys.readouterr()
+    assert main(["retrieval", str(out), "--max-examples", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "| retrieval | R@1 | R@5 | R@10 | chance R@1 |" in printed
+    rows = [line for line in printed.splitlines() if line.startswith(("| vision to text", "| text to vision"))]
+    assert len(rows) == 2
+    assert all(0.0 <= float(cell) <= 1.0 for row in rows for cell in row.strip("|").split("|")[1:])
+    assert not printed.lstrip().startswith("{")

@@ -104,3 +104,39 @@ def test_cli_names_the_unknown_format(tmp_path, capsys):
     code = main(["tokenizer", "train", "--data", str(tmp_path / "x.docx"), "--out", str(tmp_path)])
     assert code == 2
     assert "cannot tell the format" in capsys.readouterr().err
+
+
+def test_cli_trains_from_a_column_of_caption_lists(tmp_path, capsys):
+    """flickr8k-style data: each row holds a list of captions; every caption is a text."""
+    captions = [[f"a dog runs {w}", f"the {w} dog jumps"] for w in corpus(200)]
+    data = tmp_path / "captions.parquet"
+    pq.write_table(pa.table({"captions": captions}), data)
+    out = tmp_path / "tok"
+    code = main(["tokenizer", "train", "--data", str(data), "--column", "captions",
+                 "--vocab-size", "100", "--lowercase", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    loaded = AutoTokenizer.from_pretrained(out)
+    assert loaded.unk_token_id not in loaded("the dog jumps after news")["input_ids"]
+
+
+def test_a_failed_training_leaves_no_folder(tmp_path):
+    def texts():
+        yield from corpus(50)
+        raise RuntimeError("the data went away")
+
+    out = tmp_path / "tok"
+    with pytest.raises(RuntimeError, match="went away"):
+        train_tokenizer(texts(), out, vocab_size=60)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="must be strings, got a int"):
+        train_tokenizer(["a text", 3], out, vocab_size=60)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_tokenizer_folder_is_named_as_such(tmp_path):
+    from mmssl.modalities.text import load_tokenizer
+    from mmssl.recipe import TextConfig
+
+    with pytest.raises(FileNotFoundError, match="holds no tokenizer") as err:
+        load_tokenizer(TextConfig(tokenizer=str(tmp_path)))
+    assert "sentencepiece" not in str(err.value)

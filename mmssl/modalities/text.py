@@ -42,14 +42,26 @@ BERT_PRESETS: dict[str, dict[str, int]] = {
 # --------------------------------------------------------------------------- tokenizer
 
 
+#: a folder holding one of these is a tokenizer AutoTokenizer can load
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
 def load_tokenizer(text: TextConfig) -> PreTrainedTokenizerBase:
     """The tokenizer ``data.text.tokenizer`` names; it must have [PAD] and [MASK]-like tokens."""
     if not text.tokenizer:
         raise ValueError(
             "data.text.tokenizer: name a tokenizer directory (train one with `mmssl tokenizer train`)"
         )
-    if not Path(text.tokenizer).is_dir():
+    folder = Path(text.tokenizer)
+    if not folder.is_dir():
         raise FileNotFoundError(f"data.text.tokenizer: no such directory {text.tokenizer!r}")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        # transformers would otherwise guess at a slow tokenizer and ask to install sentencepiece
+        raise FileNotFoundError(
+            f"data.text.tokenizer: {text.tokenizer!r} holds no tokenizer ({' or '.join(TOKENIZER_FILES)}); "
+            "train one with `mmssl tokenizer train`, or leave data.text.tokenizer empty to train one "
+            "into the run directory"
+        )
     tokenizer = AutoTokenizer.from_pretrained(text.tokenizer)
     if tokenizer.pad_token_id is None:
         raise ValueError(f"data.text.tokenizer: {text.tokenizer!r} has no padding token")

@@ -10,6 +10,9 @@ Special tokens have fixed ids: ``[PAD]`` 0, ``[UNK]`` 1, ``[CLS]`` 2, ``[SEP]`` 
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -30,15 +33,25 @@ SPM_MODEL_FILE = "spm.model"
 ASCII_CHARS = "".join(chr(c) for c in range(33, 127))
 
 
+def flatten_texts(cells: Iterable[Any]) -> Iterator[str | None]:
+    """Texts of a column whose cells are texts or lists of texts (several captions per image)."""
+    for cell in cells:
+        yield from (cell if isinstance(cell, (list, tuple)) else [cell])
+
+
 def iter_texts(dataset: Any, limit: int | None = None) -> Iterator[str | None]:
-    """The ``text`` column of a ``datasets`` split, row by row (nothing else is read)."""
-    return islice((row["text"] for row in dataset.select_columns(["text"])), limit)
+    """The texts of the ``text`` column of a ``datasets`` split (only that column is read);
+    a cell holding a list of texts gives each of them. ``limit`` counts texts."""
+    rows = (row["text"] for row in dataset.select_columns(["text"]))
+    return islice(flatten_texts(rows), limit)
 
 
-def _clean(texts: Iterable[str | None]) -> Iterator[str]:
+def _clean(texts: Iterable[Any]) -> Iterator[str]:
     for text in texts:
-        if text and text.strip():
+        if isinstance(text, str) and text.strip():
             yield text
+        elif text is not None and not isinstance(text, str):
+            raise ValueError(f"tokenizer training texts must be strings, got a {type(text).__name__}: {text!r:.80}")
 
 
 def _fast_tokenizer(model_file: Path, model_max_length: int) -> PreTrainedTokenizerFast:
@@ -98,21 +111,56 @@ def train_tokenizer(
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model_file = out / SPM_MODEL_FILE
     sentences = _clean(texts)
     first = next(sentences, None)
     if first is None:
         raise ValueError("no text to train a tokenizer on (the column is empty or blank)")
 
-    def all_sentences() -> Iterator[str]:
-        yield first
-        yield from sentences
+    failures: list[Exception] = []
 
+    def all_sentences() -> Iterator[str]:
+        # sentencepiece would wrap an error of the iterator in its own RuntimeError: keep it
+        # and raise it as it was once training returns
+        try:
+            yield first
+            yield from sentences
+        except Exception as err:
+            failures.append(err)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # written in a temporary folder and moved in when complete: a failure leaves no half-made
+    # (or empty) tokenizer folder that a later run would try to load
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    try:
+        tokenizer = _train(all_sentences(), tmp, vocab_size, model_type, lowercase, max_sentences,
+                           character_coverage, model_max_length)
+        if failures:
+            raise failures[0]
+        out.mkdir(exist_ok=True)
+        for item in tmp.iterdir():
+            os.replace(item, out / item.name)
+        tokenizer.name_or_path = str(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tokenizer
+
+
+def _train(
+    sentences: Iterator[str],
+    out: Path,
+    vocab_size: int,
+    model_type: str,
+    lowercase: bool,
+    max_sentences: int,
+    character_coverage: float,
+    model_max_length: int,
+) -> PreTrainedTokenizerFast:
+    """Run sentencepiece on ``sentences`` and save the fast tokenizer in ``out``."""
+    model_file = out / SPM_MODEL_FILE
     required = "".join(sorted(set(ASCII_CHARS.lower() if lowercase else ASCII_CHARS)))
     with model_file.open("wb") as writer:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=all_sentences(),
+            sentence_iterator=sentences,
             model_writer=writer,
             model_type=model_type,
             vocab_size=vocab_size,

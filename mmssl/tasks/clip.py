@@ -24,6 +24,7 @@ from mmssl.data.sources import DataError, load_data
 from mmssl.eval.zero_shot import prompt_texts
 from mmssl.heads.projection import ProjectionHead
 from mmssl.losses.infonce import clip_logit_scale, clip_loss, init_log_scale
+from mmssl.modalities.tokenizer import flatten_texts
 from mmssl.modalities.towers import ROLES, Tower, TowerConfig, build_tower
 from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
@@ -76,8 +77,7 @@ class ClipTask(PretextTask):
         sources = [data] + ([load_data(self.cfg.pair_with)] if self.cfg.pair_with is not None else [])
         for source in sources:
             if "text" in source.column_names:
-                for cell in source.select_columns(["text"])["text"]:
-                    yield from (cell if isinstance(cell, (list, tuple)) else [cell])
+                yield from flatten_texts(source.select_columns(["text"])["text"])
                 return
         names = self.cfg.class_names or class_names(data)
         if names is None:
