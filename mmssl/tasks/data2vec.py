@@ -47,10 +47,12 @@ from mmssl.tasks.mlm import ensure_tokenizer
 class _Vision:
     """Patches masked by ViT's mask token at a fixed ratio; targets on patch tokens."""
 
+    use_mask_token = True  # data2vec 2.0 drops masked patches instead
+
     def __init__(self, recipe: Recipe) -> None:
         self.recipe, self.adapter = recipe, VisionAdapter(recipe.data.image)
         self.encoder = ViTModel(vit_config(recipe.model, recipe.data.image), add_pooling_layer=False,
-                                use_mask_token=True)
+                                use_mask_token=self.use_mask_token)
         self.num_patches = self.encoder.embeddings.patch_embeddings.num_patches
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -79,11 +81,14 @@ class _Vision:
 class _Text:
     """BERT masking (the text adapter's ``TokenMasker``) drawn in the collator from seeds."""
 
+    masks_in_collator = True  # data2vec 2.0 draws its block masks on the device instead
+
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
         self.tokenizer = ensure_tokenizer(recipe)
         self.adapter = TextAdapter(recipe.data.text, self.tokenizer)
-        self.masker = TokenMasker(self.tokenizer, recipe.task.mask_prob)
+        if self.masks_in_collator:
+            self.masker = TokenMasker(self.tokenizer, recipe.task.mask_prob)
         self.encoder = BertModel(bert_config(recipe.model, recipe.data.text, self.tokenizer), add_pooling_layer=False)
 
     def prepare(self, dataset: Any) -> Any:
@@ -167,6 +172,8 @@ class Data2VecTask(PretextTask):
     """Masked prediction of contextualized teacher representations, for any modality."""
 
     modalities = ("vision", "text", "audio")
+    #: modality name -> the inputs class that builds the encoder, masks and teacher states
+    INPUTS: dict[str, type] = _MODALITIES
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
@@ -174,14 +181,17 @@ class Data2VecTask(PretextTask):
         self.cfg = cfg
         self.modalities = (cfg.modality,)
         self.required_columns = (_COLUMNS[cfg.modality],)
-        self.inputs = _MODALITIES[cfg.modality](recipe)
+        self.inputs = self.INPUTS[cfg.modality](recipe)
         self.encoder = self.inputs.encoder
         layers = self.encoder.config.num_hidden_layers
         if cfg.top_k > layers:
             raise ValueError(f"task.top_k={cfg.top_k} is more than the encoder's {layers} layers")
-        hidden = self.encoder.config.hidden_size
-        self.regression_head = nn.Linear(hidden, hidden)
+        self.regression_head = self.build_head(self.encoder.config.hidden_size)
         self.teacher = make_teacher(self.encoder)
+
+    def build_head(self, hidden: int) -> nn.Module:
+        """What maps the student's states to the targets: one linear layer in data2vec 1.0."""
+        return nn.Linear(hidden, hidden)
 
     def prepare_dataset(self, dataset: Any) -> Any:
         prepare = getattr(self.inputs, "prepare", None)

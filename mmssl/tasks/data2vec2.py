@@ -1,0 +1,217 @@
+"""data2vec 2.0: data2vec's targets at a fraction of its cost (Baevski et al., 2022).
+
+What changes from ``data2vec`` (1.0), whose teacher, targets, EMA schedule, evaluation and
+export this task reuses:
+
+- the student encodes only the visible patches, tokens or frames (as MAE does): the
+  modality's embeddings run on the whole input (so positions are those of the full
+  sequence), then only the kept positions go through the transformer layers;
+- a light convolutional decoder (2D over the patch grid for images, 1D over tokens or
+  frames) fills the masked positions with a learned mask embedding and predicts the
+  teacher's averaged, instance-normalised top-K layer outputs there;
+- ``num_masks`` different masks of each example share one teacher forward pass
+  (multi-mask training), so the teacher's cost is paid once per example, not per mask;
+- masks are blocks (``mmssl.modalities.block_mask``): for images the *kept* patches come in
+  blocks (inverse block masking), for text and audio masked and kept spans alternate;
+- the teacher is the EMA of the student encoder only (the decoder has no teacher copy).
+
+The same code path serves the three backbones: each modality says how to embed an input
+(``tokens``), how to run the encoder's layers on a subset of positions (``encode``) and
+what grid its positions lie on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from transformers.masking_utils import create_bidirectional_mask
+
+from mmssl.losses.data2vec import data2vec_loss, data2vec_targets
+from mmssl.modalities.audio import valid_frames
+from mmssl.modalities.block_mask import VisibleSet, block_noise, gather_positions, visible_set
+from mmssl.recipe import TaskConfig
+from mmssl.registry import TASKS
+from mmssl.tasks.base import TaskOutput
+from mmssl.tasks.data2vec import Data2VecTask, _Audio, _Text, _Vision
+
+Tokens = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
+@dataclass
+class Data2Vec2Config(TaskConfig):
+    """``task:`` fields of data2vec 2.0 (defaults from the paper's base image model)."""
+
+    modality: Literal["vision", "text", "audio"] = "vision"
+    top_k: int = 8
+    momentum: float = 0.9998
+    final_momentum: float = 0.99999
+    loss_beta: float = 0.0          # 0: mean squared error (data2vec 2.0), > 0: smooth L1
+    mask_ratio: float = 0.8         # fraction of real positions the student does not see
+    mask_block: int = 3             # side of kept image blocks (patches); span of tokens/frames
+    num_masks: int = 8              # masks per example sharing one teacher pass
+    decoder_dim: int = 384
+    decoder_layers: int = 4
+    decoder_kernel: int = 3
+    decoder_groups: int = 16
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if not 0.0 <= self.momentum <= self.final_momentum <= 1.0:
+            raise ValueError("need 0 <= momentum <= final_momentum <= 1")
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if min(self.mask_block, self.num_masks, self.decoder_layers) < 1 or self.decoder_kernel % 2 == 0:
+            raise ValueError("mask_block, num_masks and decoder_layers must be >= 1 and decoder_kernel odd")
+        if self.decoder_dim % self.decoder_groups:
+            raise ValueError(f"decoder_dim={self.decoder_dim} is not a multiple of "
+                             f"decoder_groups={self.decoder_groups}")
+        if self.loss_beta < 0:
+            raise ValueError(f"loss_beta must be >= 0, got {self.loss_beta}")
+
+
+class _ConvBlock(nn.Module):
+    """Grouped convolution, layer norm over channels, GELU: one data2vec 2.0 decoder block."""
+
+    def __init__(self, dim: int, kernel: int, groups: int, spatial_dims: int) -> None:
+        super().__init__()
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv1d
+        self.conv = conv(dim, dim, kernel, padding=kernel // 2, groups=groups)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).movedim(1, -1)
+        return nn.functional.gelu(self.norm(y)).movedim(-1, 1)
+
+
+class ConvDecoder(nn.Module):
+    """Puts the student's visible states back on the full grid, a learned mask embedding
+    elsewhere, and predicts a target vector at every position with residual conv blocks."""
+
+    def __init__(self, dim: int, cfg: Data2Vec2Config, spatial_dims: int) -> None:
+        super().__init__()
+        self.project_in = nn.Linear(dim, cfg.decoder_dim)
+        self.mask_embedding = nn.Parameter(torch.randn(cfg.decoder_dim) * 0.02)
+        self.blocks = nn.ModuleList(
+            _ConvBlock(cfg.decoder_dim, cfg.decoder_kernel, cfg.decoder_groups, spatial_dims)
+            for _ in range(cfg.decoder_layers)
+        )
+        self.project_out = nn.Linear(cfg.decoder_dim, dim)
+
+    def fill(self, hidden: torch.Tensor, kept: VisibleSet, valid: torch.Tensor | None) -> torch.Tensor:
+        """``[n, length, decoder_dim]``: projected states where seen, the mask embedding
+        elsewhere, zeros on padding."""
+        n, length = kept.visible.shape
+        states = torch.where(kept.attend.unsqueeze(-1), self.project_in(hidden), self.mask_embedding.to(hidden.dtype))
+        full = self.mask_embedding.to(states.dtype).expand(n, length, -1)
+        full = full.scatter(1, kept.index.unsqueeze(-1).expand_as(states), states)
+        return full if valid is None else full * valid.unsqueeze(-1).to(full.dtype)
+
+    def forward(self, hidden: torch.Tensor, kept: VisibleSet, grid: tuple[int, ...],
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+        full = self.fill(hidden, kept, valid)
+        x = full.transpose(1, 2).reshape(full.shape[0], full.shape[2], *grid)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.project_out(x.flatten(2).transpose(1, 2))
+
+
+class _VisionVisible(_Vision):
+    """ViT: patch + position embeddings of the whole image, then the CLS token and the kept
+    patches through the transformer layers."""
+
+    use_mask_token = False
+
+    def grid(self, length: int) -> tuple[int, ...]:
+        side = int(round(length ** 0.5))
+        return (side, side)
+
+    def tokens(self, encoder: nn.Module, batch: dict) -> Tokens:
+        embedded = encoder.embeddings(batch["pixel_values"].to(encoder.embeddings.cls_token.dtype))
+        return embedded[:, 1:], None, embedded[:, :1]
+
+    def encode(self, encoder: nn.Module, x: torch.Tensor, attend: torch.Tensor, prefix: torch.Tensor | None) -> Any:
+        hidden = torch.cat([prefix, x], dim=1)
+        for layer in encoder.layers:
+            hidden = layer(hidden)
+        return encoder.layernorm(hidden)[:, 1:]
+
+
+class _TextVisible(_Text):
+    """BERT: token + position embeddings of the whole text, then the kept tokens through the
+    encoder, padding (and slots of shorter examples) left out by the attention mask."""
+
+    masks_in_collator = False
+
+    def grid(self, length: int) -> tuple[int, ...]:
+        return (length,)
+
+    def tokens(self, encoder: nn.Module, batch: dict) -> Tokens:
+        return encoder.embeddings(input_ids=batch["input_ids"]), batch["attention_mask"].bool(), None
+
+    def encode(self, encoder: nn.Module, x: torch.Tensor, attend: torch.Tensor, prefix: torch.Tensor | None) -> Any:
+        mask = create_bidirectional_mask(config=encoder.config, inputs_embeds=x, attention_mask=attend.long())
+        return encoder.encoder(x, attention_mask=mask).last_hidden_state
+
+
+class _AudioVisible(_Audio):
+    """Wav2Vec2: the conv feature encoder and projection on the whole clip, then the kept
+    frames through the transformer (its convolutional positions see only those frames)."""
+
+    def grid(self, length: int) -> tuple[int, ...]:
+        return (length,)
+
+    def tokens(self, encoder: nn.Module, batch: dict) -> Tokens:
+        features = encoder.feature_extractor(batch["input_values"]).transpose(1, 2)
+        hidden, _ = encoder.feature_projection(features)
+        return hidden, valid_frames(encoder, batch["attention_mask"]), None
+
+    def encode(self, encoder: nn.Module, x: torch.Tensor, attend: torch.Tensor, prefix: torch.Tensor | None) -> Any:
+        return encoder.encoder(x, attention_mask=attend).last_hidden_state
+
+
+def repeat_masks(tensor: torch.Tensor | None, times: int) -> torch.Tensor | None:
+    """Each example ``times`` times in a row: the layout of the multi-mask batch."""
+    return None if tensor is None else tensor.repeat_interleave(times, dim=0)
+
+
+@TASKS.register("data2vec2", config=Data2Vec2Config)
+class Data2Vec2Task(Data2VecTask):
+    """data2vec 2.0: visible-only student, conv decoder, multi-mask, one teacher pass."""
+
+    INPUTS = {"vision": _VisionVisible, "text": _TextVisible, "audio": _AudioVisible}
+
+    def build_head(self, hidden: int) -> nn.Module:
+        return ConvDecoder(hidden, self.cfg, spatial_dims=2 if self.cfg.modality == "vision" else 1)
+
+    def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
+        return self.inputs.adapter.preprocess(example, train)
+
+    def draw_masks(self, n: int, length: int, valid: torch.Tensor | None, device: torch.device) -> VisibleSet:
+        """The kept positions of ``n`` rows (examples already repeated ``num_masks`` times)."""
+        noise = block_noise(n, self.inputs.grid(length), self.cfg.mask_block, device)
+        return visible_set(noise, self.cfg.mask_ratio, valid)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
+        cfg, copies = self.cfg, self.cfg.num_masks
+        with torch.no_grad():
+            states, valid = self.inputs.teacher(self.teacher, batch)
+            targets = data2vec_targets(states, cfg.top_k, "instance", valid)
+        tokens, valid, prefix = self.inputs.tokens(self.encoder, batch)
+        n, length = tokens.shape[:2]
+        valid = repeat_masks(valid, copies)
+        kept = self.draw_masks(n * copies, length, valid, tokens.device)
+        visible = gather_positions(repeat_masks(tokens, copies), kept.index)
+        hidden = self.inputs.encode(self.encoder, visible, kept.attend, repeat_masks(prefix, copies))
+        prediction = self.regression_head(hidden, kept, self.inputs.grid(length), valid)
+        masked = ~kept.visible if valid is None else ~kept.visible & valid
+        if not bool(masked.any()):  # every example too short to mask: a zero loss keeps the graph
+            return TaskOutput(prediction.sum() * 0.0, {"masked_fraction": masked.float().mean()})
+        target = repeat_masks(targets, copies)[masked]
+        loss = data2vec_loss(prediction[masked], target, cfg.loss_beta)
+        with torch.no_grad():
+            target_std = target.std(dim=0).mean()
+        return TaskOutput(loss, {"masked_fraction": masked.float().mean(), "target_std": target_std})
