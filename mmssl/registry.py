@@ -152,6 +152,7 @@ for _name, _config, _help in (
     ("byol", "BYOLConfig", "BYOL: predict an EMA target network's projection of another view; no negatives."),
     ("clip", "ClipConfig", "CLIP-style alignment of two modalities: towers, projections, symmetric InfoNCE."),
     ("data2vec", "Data2VecConfig", "data2vec: regress an EMA teacher's averaged top layers at masked positions."),
+    ("data2vec2", "Data2Vec2Config", "data2vec 2.0: visible-only student, conv decoder, several masks per teacher pass."),
     ("dino", "DINOConfig", "DINO: self-distillation of an EMA teacher across multi-crop views."),
     ("mae", "MAEConfig", "MAE: mask most image patches, encode the visible ones, reconstruct the pixels."),
     ("mlm", "MLMConfig", "MLM: BERT-style masked-token prediction on packed text."),

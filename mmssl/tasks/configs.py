@@ -135,14 +135,20 @@ class MLMConfig(TaskConfig):
 
 
 @dataclass
-class Data2VecConfig(TaskConfig):
-    """``task:`` fields of data2vec (defaults from the paper's base models)."""
+class TeacherTargetsConfig(TaskConfig):
+    """``task:`` fields data2vec 1.0 and 2.0 share: the EMA teacher and its targets."""
 
     modality: Literal["vision", "text", "audio"] = "vision"
     top_k: PositiveInt = 8
     momentum: UnitFloat = 0.999
     final_momentum: UnitFloat = 0.9999
-    loss_beta: NonNegativeFloat = 0.0
+    loss_beta: NonNegativeFloat = 0.0   # 0: mean squared error, > 0: smooth L1 with this beta
+
+
+@dataclass
+class Data2VecConfig(TeacherTargetsConfig):
+    """``task:`` fields of data2vec (defaults from the paper's base models)."""
+
     mask_ratio: InnerUnitFloat = 0.6       # vision: fraction of patches masked
     mask_prob: OpenUnitFloat = 0.15       # text: BERT token masking; audio: span start probability
     mask_length: PositiveInt = 10         # audio: frames per span
@@ -157,6 +163,30 @@ class Data2VecConfig(TaskConfig):
             raise ValueError("mask_ratio must be in (0, 1) and mask_prob in (0, 1]")
         if self.loss_beta < 0:
             raise ValueError(f"loss_beta must be >= 0, got {self.loss_beta}")
+
+
+@dataclass
+class Data2Vec2Config(TeacherTargetsConfig):
+    """``task:`` fields of data2vec 2.0 (defaults from the paper's base image model)."""
+
+    momentum: UnitFloat = 0.9998
+    final_momentum: UnitFloat = 0.99999
+    mask_ratio: InnerUnitFloat = 0.8    # fraction of real positions the student does not see
+    mask_block: PositiveInt = 3         # side of kept image blocks (patches); span of tokens/frames
+    num_masks: PositiveInt = 8          # masks per example sharing one teacher pass
+    decoder_dim: PositiveInt = 384
+    decoder_layers: PositiveInt = 4
+    decoder_kernel: PositiveInt = 3
+    decoder_groups: PositiveInt = 16
+
+    def __post_init__(self) -> None:
+        if self.momentum > self.final_momentum:
+            raise ValueError("need momentum <= final_momentum")
+        if self.decoder_kernel % 2 == 0:
+            raise ValueError(f"decoder_kernel must be odd (same-size convolutions), got {self.decoder_kernel}")
+        if self.decoder_dim % self.decoder_groups:
+            raise ValueError(f"decoder_dim={self.decoder_dim} is not a multiple of "
+                             f"decoder_groups={self.decoder_groups}")
 
 
 @dataclass

@@ -22,8 +22,7 @@ what grid its positions lie on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,45 +31,12 @@ from transformers.masking_utils import create_bidirectional_mask
 from mmssl.losses.data2vec import data2vec_loss, data2vec_targets
 from mmssl.modalities.audio import valid_frames
 from mmssl.modalities.block_mask import VisibleSet, block_noise, gather_positions, visible_set
-from mmssl.recipe import TaskConfig
 from mmssl.registry import TASKS
 from mmssl.tasks.base import TaskOutput
+from mmssl.tasks.configs import Data2Vec2Config
 from mmssl.tasks.data2vec import Data2VecTask, _Audio, _Text, _Vision
 
 Tokens = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
-
-
-@dataclass
-class Data2Vec2Config(TaskConfig):
-    """``task:`` fields of data2vec 2.0 (defaults from the paper's base image model)."""
-
-    modality: Literal["vision", "text", "audio"] = "vision"
-    top_k: int = 8
-    momentum: float = 0.9998
-    final_momentum: float = 0.99999
-    loss_beta: float = 0.0          # 0: mean squared error (data2vec 2.0), > 0: smooth L1
-    mask_ratio: float = 0.8         # fraction of real positions the student does not see
-    mask_block: int = 3             # side of kept image blocks (patches); span of tokens/frames
-    num_masks: int = 8              # masks per example sharing one teacher pass
-    decoder_dim: int = 384
-    decoder_layers: int = 4
-    decoder_kernel: int = 3
-    decoder_groups: int = 16
-
-    def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
-        if not 0.0 <= self.momentum <= self.final_momentum <= 1.0:
-            raise ValueError("need 0 <= momentum <= final_momentum <= 1")
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        if min(self.mask_block, self.num_masks, self.decoder_layers) < 1 or self.decoder_kernel % 2 == 0:
-            raise ValueError("mask_block, num_masks and decoder_layers must be >= 1 and decoder_kernel odd")
-        if self.decoder_dim % self.decoder_groups:
-            raise ValueError(f"decoder_dim={self.decoder_dim} is not a multiple of "
-                             f"decoder_groups={self.decoder_groups}")
-        if self.loss_beta < 0:
-            raise ValueError(f"loss_beta must be >= 0, got {self.loss_beta}")
 
 
 class _ConvBlock(nn.Module):
