@@ -18,6 +18,7 @@ from mmssl.errors import HubError
 from mmssl.recipe import Overrides, Recipe, recipe_from_dict, recipe_to_dict
 from mmssl.recipe import load_recipe as _load_recipe_file
 from mmssl.train.dry_run import DryRun as DryRunResult
+from mmssl.train.run_lock import run_lock
 
 __all__ = [
     "DryRunResult",
@@ -123,11 +124,14 @@ def pretrain(
     overrides: Overrides = (),
     *,
     resume: str | None = None,
+    overwrite: bool = False,
 ) -> PretrainResult:
     """Train a recipe, with the online monitor if ``eval.monitor_every`` asks; then evaluate
-    (``eval:``) and push (``hub.push``) as it asks.
+    (``eval:``) and push (``hub.push``) as it asks, holding the run directory's lock throughout.
 
-    ``resume``: ``"auto"`` for the run's latest checkpoint, or a checkpoint folder.
+    ``resume``: ``"latest"`` for the run's newest checkpoint that verifies (an error if there
+    is none), ``"auto"`` for the same or a fresh start, or a checkpoint folder;
+    ``overwrite`` starts again in a folder that holds an earlier run (docs/reliability.md).
     """
     recipe = load_recipe(recipe_or_path, overrides)  # before the heavy imports: errors come fast
     from mmssl.eval.monitor import build_monitor
@@ -136,13 +140,14 @@ def pretrain(
     if recipe.hub.push:
         _check_hub(recipe)
     monitor = build_monitor(recipe)  # eval.monitor_every: the online monitor, called by the loop
-    run = train(recipe, resume=resume, callbacks=[monitor] if monitor else [])
-    result = PretrainResult(run.run_dir, run.step, run.checkpoint, run.last_metrics,
-                            run.bad_examples, run.nan_skips)
-    if recipe.eval is not None:
-        result.eval = evaluate(run.run_dir)
-    if recipe.hub.push:
-        result.hub_url = _push_run(recipe, run.run_dir)
+    with run_lock(recipe.run_dir, "pretrain"):
+        run = train(recipe, resume=resume, overwrite=overwrite, callbacks=[monitor] if monitor else [])
+        result = PretrainResult(run.run_dir, run.step, run.checkpoint, run.last_metrics,
+                                run.bad_examples, run.nan_skips)
+        if recipe.eval is not None:
+            result.eval = evaluate(run.run_dir)
+        if recipe.hub.push:
+            result.hub_url = _push_run(recipe, run.run_dir)
     return result
 
 

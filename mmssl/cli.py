@@ -19,6 +19,7 @@ from mmssl.errors import (
     CheckpointError,
     DataError,
     HubError,
+    RunLockedError,
     TrainingDivergedError,
 )
 from mmssl.recipe import RecipeError
@@ -31,6 +32,7 @@ USER_ERRORS = (
     RegistryError,
     BadExampleError,
     CheckpointError,
+    RunLockedError,
     TrainingDivergedError,
     FileNotFoundError,
     FileExistsError,

@@ -26,3 +26,7 @@ class TrainingDivergedError(RuntimeError):
 
 class HubError(RuntimeError):
     """A push failed for a reason the user can fix (token, repo id, permissions)."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing into this run directory (mmssl/train/run_lock.py)."""

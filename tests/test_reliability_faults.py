@@ -1,15 +1,15 @@
-"""Faults during training: kill -9 and resume, a kill or a full disk during a checkpoint
-write, NaN and inf losses, and Hub tokens kept out of everything a run writes or prints."""
+"""Faults during training: kill -9 and resume (at exact points, including each phase of a
+checkpoint write; bench/fault_injection.py), a full disk during a checkpoint write, NaN and
+inf losses, and Hub tokens kept out of everything a run writes or prints."""
 
 from __future__ import annotations
 
 import errno
+import importlib.util
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -64,56 +64,44 @@ def uninterrupted(tmp_path_factory) -> Path:
     return pretrain(recipe(out)).checkpoint
 
 
-def _last_logged_step(run_dir: Path) -> int:
-    metrics = run_dir / "metrics.jsonl"
-    if not metrics.is_file():
-        return 0
-    lines = [line for line in metrics.read_text().splitlines() if line.endswith("}")]
-    return len(lines)
-
-
-def _kill_when(run_dir: Path, ready, timeout: float = 120.0) -> subprocess.Popen:
-    """Start ``mmssl pretrain`` on the tiny recipe and SIGKILL it once ``ready()`` holds."""
-    recipe_file = run_dir.parent / "recipe.yaml"
-    recipe_file.write_text(yaml.safe_dump({**TINY_MAE, "output_dir": str(run_dir)}))
-    proc = subprocess.Popen([sys.executable, "-m", "mmssl.cli", "pretrain", str(recipe_file)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # as in-process: one thread
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and not ready() and time.monotonic() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill: {err.decode()[-2000:]}"
-    return proc
+def _fault_injection():
+    """bench/fault_injection.py: its worker kills ``mmssl pretrain`` at exact points."""
+    spec = importlib.util.spec_from_file_location("fault_injection", REPO / "bench" / "fault_injection.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.RECIPE == TINY_MAE  # so its runs compare with the ``uninterrupted`` fixture
+    return module
 
 
 @pytest.mark.slow
-def test_kill_9_at_a_random_step_then_resume_gives_the_uninterrupted_weights(tmp_path, uninterrupted):
-    target = random.Random(os.getpid()).randint(5, 13)
+@pytest.mark.parametrize(("point", "latest"), [
+    ("forward:6", 4),        # inside a step
+    ("save:8:files", 4),     # a checkpoint's files half written
+    ("save:8:sealed", 4),    # manifest written, not yet renamed
+    ("save:8:renamed", 8),   # renamed into place, not yet pruned
+])
+def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path, uninterrupted, point, latest):
+    faults = _fault_injection()
     run_dir = tmp_path / "run"
-    _kill_when(run_dir, lambda: _last_logged_step(run_dir) >= target)
-    last = latest_checkpoint(run_dir)
-    assert last is not None and int(last.name.split("_")[1]) <= 12
+    done = faults.start(run_dir, point)
+    assert done.returncode == -signal.SIGKILL, f"the run ended before the kill: {done.stderr[-2000:]}"
+    assert checkpoint_dirs(run_dir)[-1].name == f"step_{latest:08d}"
+    assert faults.lost_files(run_dir) == 0
     resumed = pretrain(recipe(run_dir), resume="auto")
     assert resumed.step == 16
+    assert not list((run_dir / "checkpoints").glob(".*"))
     assert_same_weights(uninterrupted, resumed.checkpoint)
 
 
 @pytest.mark.slow
-def test_kill_9_during_a_checkpoint_write_leaves_the_previous_one_usable(tmp_path, uninterrupted):
-    run_dir = tmp_path / "run"
-    root = run_dir / "checkpoints"
-
-    def writing_second() -> bool:
-        return root.is_dir() and any(p.name == ".tmp-step_00000008" for p in root.iterdir())
-
-    _kill_when(run_dir, writing_second)
-    assert [p.name for p in checkpoint_dirs(run_dir)] == ["step_00000004"]
-    resumed = pretrain(recipe(run_dir), resume="auto")
-    assert resumed.step == 16
-    assert not list(root.glob(".tmp-*"))
-    assert_same_weights(uninterrupted, resumed.checkpoint)
+def test_fault_injection_small_mode_resumes_every_run_and_loses_nothing(tmp_path):
+    done = subprocess.run([sys.executable, "bench/fault_injection.py", "--small", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    total = done.stdout.strip().splitlines()[-1]
+    assert total.startswith("resumed to bit-identical weights: ") and "files lost: 0" in total
+    ran, of = (int(n) for n in total.split(": ")[1].split(" runs")[0].split(" of "))
+    assert ran == of >= 3
 
 
 def _fail_second_save(monkeypatch, error: Exception) -> None:

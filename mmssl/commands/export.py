@@ -13,7 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="an mmssl run directory")
     parser.add_argument("out_dir", help="the folder to write (must be empty or absent)")
     parser.add_argument("--checkpoint", default=None, help="a checkpoint folder (default: the latest)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier mmssl export at OUT_DIR (no other folder)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import yaml
 
@@ -19,16 +20,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         nargs="?",
-        const="auto",
+        const="latest",
         default=None,
         metavar="CHECKPOINT",
-        help="continue from the run's latest checkpoint, or from the one given",
+        help="continue from the run's latest checkpoint that verifies, or from the one given "
+        "(an existing path); an error if there is none",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again from scratch in an output_dir that holds an earlier run "
+        "(its checkpoints and logs move to OUTPUT_DIR/abandoned/)",
     )
     parser.add_argument(
         "--dry-run",
         action="store_true",
         help="check recipe, data, tokenizer and model; print the resolved recipe, sizes and steps; do not train",
     )
+
+
+RESUME_WORDS = ("latest", "auto", "never")
+
+
+def split_resume(args: argparse.Namespace) -> None:
+    """Only an existing path is taken as ``--resume``'s checkpoint; ``--resume key=value``
+    is ``--resume`` followed by an override (argparse gives the flag the next word)."""
+    value = args.resume
+    if value is None or value in RESUME_WORDS or Path(value).exists():
+        return
+    if "=" not in value:
+        raise FileNotFoundError(f"--resume {value}: no such checkpoint or run directory")
+    args.resume = "latest"
+    args.overrides = [*args.overrides, value]
 
 
 def describe_run_dir(result: PretrainResult) -> str:
@@ -73,10 +96,11 @@ def describe_dry_run(result: DryRunResult) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    split_resume(args)
     if args.dry_run:
         print(describe_dry_run(api.dry_run(args.recipe, args.overrides)))
         return 0
-    result = api.pretrain(args.recipe, args.overrides, resume=args.resume)
+    result = api.pretrain(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite)
     loss = result.loss
     print(f"Finished {result.step} steps" + (f", final loss {loss:.4f}" if loss is not None else ""))
     if result.eval is not None:

@@ -37,6 +37,7 @@ from mmssl.recipe import DataConfig, EvalConfig, Recipe, recipe_from_dict, recip
 from mmssl.runs import find_checkpoint, load_run
 from mmssl.tasks.base import PretextTask, build_task
 from mmssl.tasks.clip import ClipTask
+from mmssl.train.run_lock import locked_run
 
 
 def resolve_eval_config(recipe: Recipe, overrides: list[str] = (), source: str = "") -> EvalConfig:
@@ -173,6 +174,7 @@ def raw_input_results(
     return {protocol: scored[protocol] for protocol in cfg.protocols}
 
 
+@locked_run("eval")
 def evaluate_run(
     run_dir: str | Path,
     cfg: EvalConfig | None = None,

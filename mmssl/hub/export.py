@@ -32,7 +32,6 @@ transformers dual-encoder class; they export as a dual-encoder folder (docs/hub.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from transformers import PreTrainedModel, ViTConfig, ViTModel
 
 from mmssl.hub.card import dual_encoder_usage, model_card
 from mmssl.hub.load import DUAL_ENCODER_FILE, DUAL_ENCODER_FORMAT, PROJECTIONS_FILE
+from mmssl.hub.output_dir import check_out_dir, swap_in
 from mmssl.recipe import save_recipe
 from mmssl.runs import load_run
 
@@ -79,13 +79,6 @@ def standalone_encoder(backbone: nn.Module) -> PreTrainedModel:
         raise ValueError(f"the task's backbone is a {type(backbone).__name__}, not a transformers model")
     convert = ENCODER_CONVERTERS.get(type(backbone).__name__)
     return convert(backbone) if convert else backbone
-
-
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} is not empty: choose another folder or pass --overwrite")
 
 
 def write_dual_encoder(task: Any, recipe: Any, out_dir: Path, run_dir: Path | None = None) -> None:
@@ -138,18 +131,17 @@ def export(
     """Export the latest (or given) checkpoint of ``run_dir`` to ``out_dir``; returns ``out_dir``.
 
     The folder is written under a temporary name next to ``out_dir`` and renamed when
-    complete, so an interrupted export never leaves a half-written model behind.
+    complete, so an interrupted export never leaves a half-written model behind; see
+    mmssl/hub/output_dir.py for which folders ``overwrite`` may replace.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    _check_out_dir(out_dir, overwrite)
+    check_out_dir(out_dir, run_dir, overwrite, marker=RECIPE_FILE)
     recipe, task = load_run(run_dir, checkpoint)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
     try:
         write_export(task, recipe, tmp, run_dir)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        swap_in(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -8,10 +8,13 @@ full disk during a save leaves the previous checkpoint as it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ logging.getLogger("accelerate.utils.other").addFilter(_TiedWeightsFilter())
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
+MANIFEST_FILE = "manifest.json"
 PREFIX = "step_"
 
 
@@ -44,7 +48,7 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    return sorted(found, key=checkpoint_step)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -52,11 +56,68 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoint_step(path: Path) -> int:
+    return int(path.name[len(PREFIX):])
+
+
 def _fsync_tree(path: Path) -> None:
     for file in path.rglob("*"):
         if file.is_file():
             with open(file, "rb") as handle:
                 os.fsync(handle.fileno())
+    fsync_dir(path)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or removal inside ``path`` durable (a folder's entries are its data)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(path: Path) -> None:
+    """Record the size and SHA-256 of every file of a checkpoint, to verify it on resume."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+    manifest = {str(f.relative_to(path)): {"size": f.stat().st_size, "sha256": _sha256(f)} for f in files}
+    (path / MANIFEST_FILE).write_text(json.dumps({"files": manifest}, indent=2))
+
+
+def verify_checkpoint(path: Path) -> list[str]:
+    """What is wrong with a checkpoint's files (missing, truncated, changed); empty if it verifies.
+
+    A checkpoint written before manifests existed verifies if its state file reads.
+    """
+    manifest_file = path / MANIFEST_FILE
+    if not manifest_file.is_file():
+        try:
+            json.loads((path / STATE_FILE).read_text())
+        except (OSError, ValueError) as err:
+            return [f"{path / STATE_FILE}: {err}"]
+        return []
+    try:
+        files = json.loads(manifest_file.read_text())["files"]
+    except (OSError, ValueError, KeyError) as err:
+        return [f"{manifest_file}: unreadable ({err})"]
+    problems = []
+    for name, want in files.items():
+        file = path / name
+        if not file.is_file():
+            problems.append(f"{file}: missing")
+        elif file.stat().st_size != want["size"]:
+            problems.append(f"{file}: {file.stat().st_size} bytes, {want['size']} written")
+        elif _sha256(file) != want["sha256"]:
+            problems.append(f"{file}: checksum differs from the one written")
+    return problems
 
 
 def save_checkpoint(
@@ -71,28 +132,48 @@ def save_checkpoint(
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    # every process learns whether all of them wrote their part, so all raise together
-    # instead of some waiting forever for the ones that failed
-    try:
-        accelerator.save_state(str(tmp), safe_serialization=True)
-        if accelerator.is_main_process:
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
-            _fsync_tree(tmp)
-    except Exception as err:  # torch.save reports a full disk as RuntimeError, not OSError
-        failed = _count_failures(accelerator, True)
-        raise _save_failed(accelerator, tmp, state, previous, failed, f"{type(err).__name__}: {err}") from err
-    failed = _count_failures(accelerator, False)
-    if failed:
-        raise _save_failed(accelerator, tmp, state, previous, failed, "another process failed to write its part")
+    fail = partial(_save_failed, accelerator, tmp, state, previous)
+    _on_every_process(accelerator, partial(accelerator.save_state, str(tmp), safe_serialization=True), fail)
+    # only once every process's files are in, so the manifest covers them all
+    _on_every_process(accelerator, partial(_seal, accelerator, tmp, state), fail)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in checkpoint_dirs(run_dir)[:-keep_last] if keep_last > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+        _install(tmp, final)
+        prune(run_dir, keep_last, final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _seal(accelerator: Accelerator, tmp: Path, state: dict[str, Any]) -> None:
+    """The trainer state and the manifest, then everything synced to disk (main process)."""
+    if accelerator.is_main_process:
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+        write_manifest(tmp)
+        _fsync_tree(tmp)
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``; an existing ``final`` is renamed away first, removed last."""
+    old = final.with_name(f".old-{final.name}")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def prune(run_dir: str | Path, keep_last: int, written: Path) -> None:
+    """Keep the ``keep_last`` newest checkpoints up to ``written``; never ``written`` itself."""
+    if keep_last <= 0:
+        return
+    older = [p for p in checkpoint_dirs(run_dir) if checkpoint_step(p) < checkpoint_step(written)]
+    for old in older[: max(0, len(older) - (keep_last - 1))]:
+        # renamed first, so a kill during the removal never leaves a half-deleted "checkpoint"
+        doomed = old.with_name(f".old-{old.name}")
+        os.replace(old, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+    fsync_dir(written.parent)
 
 
 def _save_failed(
@@ -110,6 +191,22 @@ def _save_failed(
     )
 
 
+def _on_every_process(
+    accelerator: Accelerator, write: Callable[[], Any], fail: Callable[[int, str], CheckpointError]
+) -> None:
+    """Run ``write``; every process learns whether all of them succeeded, so all raise together
+    instead of some waiting forever for the ones that failed."""
+    reason = ""
+    try:
+        write()
+    except Exception as err:  # torch.save reports a full disk as RuntimeError, not OSError
+        # only its text is kept: its frames hold the writer's open file (the full disk stays busy)
+        reason = f"{type(err).__name__}: {err}"
+    failed = _count_failures(accelerator, bool(reason))
+    if failed:
+        raise fail(failed, reason or "another process failed to write its part")
+
+
 def _count_failures(accelerator: Accelerator, failed: bool) -> int:
     flag = torch.tensor([float(failed)], device=accelerator.device)
     return int(accelerator.reduce(flag, reduction="sum").item())
@@ -120,23 +217,11 @@ def load_checkpoint(accelerator: Accelerator, path: str | Path) -> dict[str, Any
     path = Path(path)
     if not (path / STATE_FILE).is_file():
         raise CheckpointError(f"{path} is not a complete mmssl checkpoint (no {STATE_FILE})")
-    accelerator.load_state(str(path))
+    try:
+        accelerator.load_state(str(path))
+    except Exception as err:  # safetensors, torch.load and zip readers each raise their own type
+        raise CheckpointError(f"{path} could not be loaded ({type(err).__name__}: {err})") from err
     return json.loads((path / STATE_FILE).read_text())
-
-
-def resolve_resume(run_dir: str | Path, resume: str) -> Path | None:
-    """``never`` -> None, ``auto`` -> the latest checkpoint if any, else a checkpoint path."""
-    if resume == "never":
-        return None
-    if resume == "auto":
-        return latest_checkpoint(run_dir)
-    path = Path(resume)
-    if (path / STATE_FILE).is_file():
-        return path
-    found = latest_checkpoint(path)
-    if found is None:
-        raise CheckpointError(f"train.resume: no checkpoint at {resume!r}")
-    return found
 
 
 def model_weights(checkpoint: str | Path) -> dict[str, Any]:

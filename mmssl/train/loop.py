@@ -37,15 +37,11 @@ from mmssl.errors import TrainingDivergedError
 from mmssl.recipe import Recipe, save_recipe
 from mmssl.runs import init_weights
 from mmssl.tasks.base import PretextTask, build_task
-from mmssl.train.checkpoint import (
-    CheckpointError,
-    latest_checkpoint,
-    load_checkpoint,
-    resolve_resume,
-    save_checkpoint,
-)
+from mmssl.train.checkpoint import load_checkpoint, save_checkpoint
 from mmssl.train.logging import MetricsLogger, Progress
 from mmssl.train.optim import build_optimizer, build_scheduler
+from mmssl.train.resume import prepare_run_dir
+from mmssl.train.run_lock import run_lock
 
 
 @dataclass
@@ -142,8 +138,21 @@ def _finite(accelerator: Accelerator, loss: torch.Tensor) -> bool:
 StepCallback = Callable[[PretextTask, int, int], dict[str, float]]
 
 
-def pretrain(recipe: Recipe, resume: str | None = None, callbacks: Sequence[StepCallback] = ()) -> RunResult:
-    """Run the recipe's pretraining; ``resume`` overrides ``train.resume``."""
+def pretrain(
+    recipe: Recipe, resume: str | None = None, callbacks: Sequence[StepCallback] = (), overwrite: bool = False
+) -> RunResult:
+    """Run the recipe's pretraining; ``resume`` overrides ``train.resume``.
+
+    The run directory is locked for the whole run (mmssl/train/run_lock.py); ``overwrite``
+    starts again from scratch in a folder that holds an earlier run, moving its files aside.
+    """
+    with run_lock(recipe.run_dir, "pretrain"):
+        return _pretrain(recipe, resume, callbacks, overwrite)
+
+
+def _pretrain(
+    recipe: Recipe, resume: str | None, callbacks: Sequence[StepCallback], overwrite: bool
+) -> RunResult:
     cfg = recipe.train
     if (cfg.max_steps is None) == (cfg.epochs is None):
         raise ValueError("train: set exactly one of max_steps or epochs")
@@ -157,12 +166,7 @@ def pretrain(recipe: Recipe, resume: str | None = None, callbacks: Sequence[Step
     )
     set_seed(recipe.seed)
 
-    checkpoint = resolve_resume(run_dir, resume or cfg.resume)
-    if checkpoint is None and latest_checkpoint(run_dir) is not None:
-        raise CheckpointError(
-            f"{run_dir} already holds checkpoints; resume it with --resume (train.resume=auto) "
-            "or choose another output_dir"
-        )
+    checkpoint = prepare_run_dir(accelerator, run_dir, resume or cfg.resume, overwrite)
 
     task = build_task(recipe)
     if recipe.model.init_from:
@@ -186,6 +190,7 @@ def pretrain(recipe: Recipe, resume: str | None = None, callbacks: Sequence[Step
     if checkpoint is not None:
         state.update(load_checkpoint(accelerator, checkpoint))
         accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
+    start_step = state["step"]
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, run_dir / "recipe.yaml")
@@ -291,7 +296,8 @@ def pretrain(recipe: Recipe, resume: str | None = None, callbacks: Sequence[Step
                     raise RuntimeError("the data gave no batch: fewer examples than train.batch_size?")
                 state["epoch"] += 1
                 state["batch_in_epoch"] = 0
-        last_saved = save()
+        if checkpoint is None or state["step"] != start_step:  # a finished run stays as it was
+            last_saved = save()
     finally:
         progress.close()
         logger.close()
