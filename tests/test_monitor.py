@@ -10,7 +10,13 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mmssl.cli import main
-from mmssl.eval.monitor import COLLAPSE_STD, rankme, representation_health
+from mmssl.eval.monitor import (
+    COLLAPSE_STD,
+    plot_monitor,
+    rankme,
+    read_monitor,
+    representation_health,
+)
 from mmssl.recipe import RecipeError, recipe_from_dict
 
 MONITOR_KEYS = {"monitor/knn_top1", "monitor/rankme", "monitor/feature_std", "monitor/collapse"}
@@ -60,3 +66,6 @@ def test_a_run_logs_the_monitor_to_metrics_and_tensorboard(tmp_path):
         assert 1.0 <= record["monitor/rankme"] <= 64
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
     assert [e.step for e in events.Scalars("monitor/knn_top1")] == [2, 4, 5]
+    assert [r["step"] for r in read_monitor(run_dir / "metrics.jsonl")] == [2, 4, 5]
+    plot_monitor(run_dir / "metrics.jsonl", tmp_path / "monitor.png")
+    assert (tmp_path / "monitor.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -19,7 +19,9 @@ split, never its test split) with the task's own ``preprocess(train=False)``,
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -103,3 +105,37 @@ def build_monitor(recipe: Recipe) -> OnlineMonitor | None:
     bank, query = train_val_split(np.asarray(encoded.train[cfg.label_column]), QUERY_FRACTION, recipe.seed)
     return OnlineMonitor(encoded.train, cfg, cfg.monitor_every, encoded.num_classes, query, bank,
                          data_cfg.on_bad_example)
+
+
+def read_monitor(metrics_file: Path) -> list[dict[str, float]]:
+    """The monitored records of a run's ``metrics.jsonl``, in step order."""
+    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    return [r for r in records if "monitor/knn_top1" in r]
+
+
+def plot_monitor(metrics_file: Path, path: Path, title: str = "") -> None:
+    """The monitor's curves against the step: kNN top-1 and feature std (left axis), RankMe (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_monitor(metrics_file)
+    if not records:
+        raise ValueError(f"{metrics_file}: no monitor records (was eval.monitor_every set?)")
+    steps = [r["step"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(steps, [r["monitor/knn_top1"] for r in records], "-o", color="C0", label="kNN top-1")
+    ax.plot(steps, [r["monitor/feature_std"] for r in records], "--", color="C2", label="feature std x sqrt(dim)")
+    ax.set_xlabel("step")
+    ax.set_ylim(0, 1.05)
+    ax.grid(True, alpha=0.3)
+    right = ax.twinx()
+    right.plot(steps, [r["monitor/rankme"] for r in records], "-s", color="C1", label="RankMe (right)")
+    right.set_ylabel("effective rank")
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="lower right")
+    ax.set_title(title or f"Online monitor: {metrics_file.parent.name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
