@@ -24,6 +24,8 @@ def main(recipe_file: str, out: str) -> None:
         return forward(self, batch)
 
     MAETask.forward = recording
+    # pretraining drops the columns a task does not read; let the row ids through for this record
+    MAETask.optional_columns = ("label",)
     pretrain(recipe_from_dict(yaml.safe_load(Path(recipe_file).read_text())))
     (Path(out) / f"seen_{os.environ.get('RANK', '0')}.json").write_text(json.dumps(seen))
 

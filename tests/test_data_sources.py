@@ -67,7 +67,7 @@ def test_imagefolder_with_a_corrupt_file(tmp_path):
     broken = next(i for i in range(len(ds)) if ds[i]["image"]["path"].endswith("broken.png"))
 
     strict = MapExamples(ds, adapter.preprocess, "raise")
-    with pytest.raises(BadExampleError, match=f"example {broken}: .*data.on_bad_example=skip"):
+    with pytest.raises(BadExampleError, match=rf"example {broken} \(file .*broken.png\): .*data.on_bad_example=skip"):
         strict[broken]
 
     lenient = MapExamples(ds, adapter.preprocess, "skip")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
+import re
 
 import datasets
 import numpy as np
@@ -18,8 +20,8 @@ from torchcodec.encoders import AudioEncoder
 
 from mmssl.commands.pretrain import describe_run_dir
 from mmssl.data.examples import BadExampleError, MapExamples, SkippingCollator
-from mmssl.data.sources import DataError
-from mmssl.recipe import recipe_from_dict
+from mmssl.data.sources import DataError, load_data, row_locator
+from mmssl.recipe import DataConfig, recipe_from_dict
 from mmssl.tasks.base import build_task
 from mmssl.train.loop import pretrain
 
@@ -66,10 +68,12 @@ def test_undecodable_image_raises_with_its_index_and_reason(tmp_path, planted_im
     with pytest.raises(BadExampleError) as info:
         pretrain(image_recipe(tmp_path, planted_images, "data.on_bad_example=raise"))
     message = str(info.value)
-    index = int(message.split(":")[0].removeprefix("example "))
-    assert index in BAD_IMAGES
+    found = re.match(r"example (\d+) \((.*) row (\d+)\): ", message)
+    assert found, message
+    assert int(found[1]) in BAD_IMAGES and found[3] == found[1]  # one file: its rows are the indices
+    assert found[2] == str(planted_images)
     assert "data.on_bad_example=skip" in message
-    assert "Error" in message.split(":", 1)[1]  # the decoder's exception type and message
+    assert "Error" in message.split("): ", 1)[1]  # the decoder's exception type and message
 
 
 def test_a_missing_column_names_the_columns_and_the_fix(tmp_path, planted_images):
@@ -158,3 +162,68 @@ def test_audio_with_nan_or_inf_samples_is_a_bad_example():
     decoded = {"array": np.array([0.1, math.nan] * 2000, dtype=np.float32), "sampling_rate": 16000}
     with pytest.raises(ValueError, match="NaN or infinite"):
         task.preprocess({"audio": decoded})
+
+
+@pytest.mark.slow
+def test_a_bad_example_met_in_every_epoch_is_counted_once(tmp_path, planted_images):
+    result = pretrain(image_recipe(tmp_path, planted_images, "data.on_bad_example=skip",
+                                   "train.epochs=3", "data.max_bad_fraction=0.2"))
+    assert result.step == 12
+    assert result.bad_examples == len(BAD_IMAGES)  # not 3 epochs x 3
+
+
+def test_bad_examples_name_their_parquet_file_and_row(tmp_path):
+    """Two files: the index runs on across them, the message gives the file's own row."""
+    features = datasets.Features({"image": datasets.Image()})
+    for name, cells in (("a.parquet", [png(0), png(1)]), ("b.parquet", [png(2), b"not an image", png(3)])):
+        datasets.Dataset.from_dict({"image": [{"bytes": c, "path": None} for c in cells]},
+                                   features=features).to_parquet(str(tmp_path / name))
+    cfg = recipe_from_dict({**TINY_MAE, "data": {"source": "parquet", "data_files": {
+        "train": [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]}}}).data
+    task = build_task(recipe_from_dict(TINY_MAE))
+    data = load_data(cfg, required=("image",))
+    examples = MapExamples(data, task.preprocess, "raise", locate=row_locator(cfg))
+    with pytest.raises(BadExampleError, match=rf"^example 3 \({re.escape(str(tmp_path / 'b.parquet'))} row 1\): "):
+        examples[3]
+
+
+def test_bad_files_of_a_folder_source_are_named(tmp_path, caplog):
+    for label, cells in (("cat", [png(0), png(1)]), ("dog", [png(2), b"GIF89a not really"])):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for i, cell in enumerate(cells):
+            (tmp_path / "train" / label / f"{i}.png").write_bytes(cell)
+    recipe = recipe_from_dict({**TINY_MAE, "data": {"source": "imagefolder", "path": str(tmp_path)}})
+    task = build_task(recipe)
+    data = load_data(recipe.data, required=("image",))
+    bad = next(i for i in range(len(data)) if data[i]["image"]["path"].endswith("dog/1.png"))
+    with pytest.raises(BadExampleError, match=rf"^example {bad} \(file .*dog/1.png\): "):
+        MapExamples(data, task.preprocess, "raise")[bad]
+    with caplog.at_level(logging.WARNING):
+        skipped = MapExamples(data, task.preprocess, "skip")[bad]
+    assert skipped.index == bad and f"skipping bad example {bad} (file " in caplog.text
+
+
+def _parquet(path, columns: dict) -> str:
+    datasets.Dataset.from_dict(columns).to_parquet(str(path))
+    return str(path)
+
+
+def test_unreadable_data_is_one_line_naming_cause_and_fix(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(DataError, match=r"empty.txt has no examples \(an empty file\?\): remove"):
+        load_data(DataConfig(source="text", data_files={"train": str(tmp_path / "empty.txt")}))
+    a = _parquet(tmp_path / "a.parquet", {"x": [1, 2], "label": [0, 1]})
+    b = _parquet(tmp_path / "b.parquet", {"y": [1, 2], "label": [0, 1]})
+    with pytest.raises(DataError, match=r"do not all have the same columns \(column names don't match\): give"):
+        load_data(DataConfig(source="parquet", data_files={"train": [a, b]}))
+    with pytest.raises(DataError, match=r"data.path: '.*a.parquet' is a file, but source 'imagefolder' reads "
+                                        r"a folder: .*data.data_files.train="):
+        load_data(DataConfig(source="imagefolder", path=a))
+
+
+def test_each_split_reads_only_its_own_files(tmp_path):
+    """Train and test files with other columns: no CastError, each split loads alone."""
+    files = {"train": _parquet(tmp_path / "train.parquet", {"x": [1, 2], "label": [0, 1]}),
+             "test": _parquet(tmp_path / "test.parquet", {"y": [3], "label": [1]})}
+    assert load_data(DataConfig(source="parquet", data_files=files)).column_names == ["x", "label"]
+    assert load_data(DataConfig(source="parquet", data_files=files, split="test"))["y"] == [3]

@@ -8,12 +8,16 @@ where the bad-example policy can count it, not deep inside the dataset iterator.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow.parquet as pq
 
 from mmssl.errors import DataError
 from mmssl.recipe import DataConfig
@@ -45,24 +49,55 @@ def _quiet_progress() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
+def _builder_kwargs(builder: str, cfg: DataConfig) -> dict[str, Any]:
+    """``data_files`` (only the split asked for: another split's files, even with other
+    columns, are never read) or ``data_dir``, checked to exist."""
+    if not cfg.data_files and not cfg.path:
+        raise DataError(f"data: source {builder!r} needs data_files or path")
+    files = cfg.data_files
+    for split, pattern in (files or {}).items():
+        patterns = pattern if isinstance(pattern, list) else [pattern]
+        for item in patterns:
+            if not any(c in str(item) for c in "*?[") and not Path(item).exists():
+                raise DataError(f"data.data_files.{split}: no such file {item!r}")
+    if files:
+        return {"data_files": {cfg.split: files[cfg.split]} if cfg.split in files else files}
+    if not Path(cfg.path).exists():
+        raise DataError(f"data.path: no such directory {cfg.path!r}")
+    if not Path(cfg.path).is_dir():
+        raise DataError(
+            f"data.path: {cfg.path!r} is a file, but source {builder!r} reads a folder: point "
+            f"data.path at the folder, or name the file with data.data_files.{cfg.split}={cfg.path}"
+        )
+    return {"data_dir": cfg.path}
+
+
+def _generation_error(err: Exception, builder: str, cfg: DataConfig, kwargs: dict[str, Any]) -> DataError:
+    """One line for ``datasets``' DatasetGenerationError: what was read, the cause, the fix."""
+    cause = err.__cause__ or err.__context__ or err
+    where = kwargs.get("data_files", {}).get(cfg.split) or kwargs.get("data_dir") or kwargs
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    if type(cause).__name__ == "SchemaInferenceError":
+        return DataError(f"data: the {builder} data {where} has no examples (an empty file?): "
+                         "remove the empty file or point data at files with examples")
+    if type(cause).__name__ == "CastError":
+        why = str(cause).rsplit("because", 1)[-1].strip() if "because" in str(cause) else first
+        return DataError(f"data: the {builder} files {where} do not all have the same columns "
+                         f"({why}): give files with other columns their own split in "
+                         "data.data_files, or make the columns match")
+    return DataError(f"data: cannot read the {builder} data {where}: {type(cause).__name__}: {first}")
+
+
 def _builder_source(builder: str):
     def load(cfg: DataConfig) -> Dataset:
-        if not cfg.data_files and not cfg.path:
-            raise DataError(f"data: source {builder!r} needs data_files or path")
-        files = cfg.data_files
-        for split, pattern in (files or {}).items():
-            patterns = pattern if isinstance(pattern, list) else [pattern]
-            for item in patterns:
-                if not any(c in str(item) for c in "*?[") and not Path(item).exists():
-                    raise DataError(f"data.data_files.{split}: no such file {item!r}")
-        if cfg.path and not Path(cfg.path).exists():
-            raise DataError(f"data.path: no such directory {cfg.path!r}")
-        kwargs: dict[str, Any] = {"data_files": files} if files else {"data_dir": cfg.path}
+        kwargs = _builder_kwargs(builder, cfg)
         try:
             with _quiet_progress():
                 return datasets.load_dataset(
                     builder, split=cfg.split, streaming=cfg.streaming, **kwargs
                 )
+        except datasets.exceptions.DatasetGenerationError as err:
+            raise _generation_error(err, builder, cfg, kwargs) from err
         except ValueError as err:
             if "split" in str(err).lower() or "Unknown split" in str(err):
                 raise DataError(f"data.split: {err}") from err
@@ -70,6 +105,29 @@ def _builder_source(builder: str):
 
     load.__doc__ = f"Local files read with the `datasets` {builder!r} builder."
     return load
+
+
+@dataclass
+class RowLocator:
+    """Maps a dataset index of a local parquet source to ``FILE row N`` (for bad examples)."""
+
+    files: list[str]
+    starts: list[int]
+
+    def __call__(self, index: int) -> str:
+        i = bisect.bisect_right(self.starts, index) - 1
+        return f"{self.files[i]} row {index - self.starts[i]}"
+
+
+def row_locator(cfg: DataConfig) -> RowLocator | None:
+    """The parquet file and row of each index of ``load_data(cfg)`` (before any shuffle),
+    in the order ``datasets`` concatenates the split's files; None for other sources."""
+    if cfg.source != "parquet" or cfg.streaming:
+        return None
+    kwargs = _builder_kwargs("parquet", cfg)
+    files = [str(f) for f in datasets.load_dataset_builder("parquet", **kwargs).config.data_files[cfg.split]]
+    counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    return RowLocator(files, list(itertools.accumulate(counts, initial=0))[:-1])
 
 
 for _builder in ("parquet", "imagefolder", "audiofolder", "text", "csv", "json"):

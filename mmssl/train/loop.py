@@ -25,14 +25,16 @@ from torch.utils.data import DataLoader
 
 from mmssl.data.examples import (
     BAD_KEY,
+    BAD_ROWS_KEY,
     EpochSampler,
     MapExamples,
     SkippingCollator,
     StreamExamples,
+    count_new_bad,
     example_seed,
 )
 from mmssl.data.length_grouping import LengthGroupedSampler
-from mmssl.data.sources import load_data
+from mmssl.data.sources import RowLocator, load_data, row_locator
 from mmssl.errors import TrainingDivergedError
 from mmssl.recipe import Recipe, save_recipe
 from mmssl.runs import init_weights
@@ -62,7 +64,9 @@ def resolve_precision(requested: str, cpu: bool) -> str:
     return "bf16" if on_cuda and torch.cuda.is_bf16_supported() else "no"
 
 
-def build_loader(task: PretextTask, data: Any, recipe: Recipe) -> DataLoader:
+def build_loader(
+    task: PretextTask, data: Any, recipe: Recipe, locate: RowLocator | None = None
+) -> DataLoader:
     """A DataLoader whose batches depend only on (seed, epoch).
 
     Accelerate's ``set_epoch`` on the prepared loader passes the epoch to the sampler (order)
@@ -83,7 +87,7 @@ def build_loader(task: PretextTask, data: Any, recipe: Recipe) -> DataLoader:
         stream = data.shuffle(seed=recipe.seed, buffer_size=cfg.shuffle_buffer)
         examples = StreamExamples(stream, preprocess, cfg.on_bad_example, recipe.seed)
         return DataLoader(examples, **common)
-    examples = MapExamples(data, preprocess, cfg.on_bad_example, recipe.seed)
+    examples = MapExamples(data, preprocess, cfg.on_bad_example, recipe.seed, locate)
     sampler = EpochSampler(len(examples), recipe.seed)
     if cfg.group_by_length:
         lengths = task.example_lengths(data)
@@ -174,8 +178,10 @@ def _pretrain(
     # as in the HF examples: the main process builds the datasets caches, the others reuse them
     with accelerator.main_process_first():
         columns = task.required_columns + task.optional_columns
-        data = task.prepare_dataset(load_data(recipe.data, required=task.required_columns, keep=columns))
-    loader = build_loader(task, data, recipe)
+        raw = load_data(recipe.data, required=task.required_columns, keep=columns)
+        data = task.prepare_dataset(raw)
+    # bad examples name their parquet file and row, while rows are still the file's rows
+    loader = build_loader(task, data, recipe, row_locator(recipe.data) if data is raw else None)
     examples = loader.dataset
     steps_total = total_steps(recipe, loader, accelerator.num_processes)
     optimizer = build_optimizer(task, cfg, accelerator.device)
@@ -186,7 +192,7 @@ def _pretrain(
     plain_task: PretextTask = accelerator.unwrap_model(task)
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples": 0,
-             "bad_examples": 0, "seen_examples": 0, "nan_skips": 0, "elapsed_s": 0.0}
+             "bad_examples": 0, "bad_rows": [], "seen_examples": 0, "nan_skips": 0, "elapsed_s": 0.0}
     if checkpoint is not None:
         state.update(load_checkpoint(accelerator, checkpoint))
         accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
@@ -220,11 +226,15 @@ def _pretrain(
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
             for batch in batches:
                 state["batch_in_epoch"] += 1
-                # one collective for both: the bad examples of all processes, and how many
-                # processes were left with no example at all
-                local = torch.stack([batch.pop(BAD_KEY).sum().float(), torch.tensor(float(not batch))])
-                bad, empty = (int(v) for v in accelerator.reduce(local.to(accelerator.device), "sum").tolist())
-                state["bad_examples"] += bad
+                # one collective for both: the bad rows of all processes, and how many processes
+                # were left with no example at all
+                batch.pop(BAD_KEY)
+                local = torch.cat([batch.pop(BAD_ROWS_KEY), torch.tensor([int(not batch)])])
+                rows = accelerator.gather(local.to(accelerator.device)).view(accelerator.num_processes, -1).cpu()
+                bad, empty = int((rows[:, :-1] >= 0).sum()), int(rows[:, -1].sum())
+                # a bad file met again in a later epoch is counted once (a stream's positions
+                # are no identity: there every bad example met counts)
+                state["bad_examples"] += bad if recipe.data.streaming else count_new_bad(rows[:, :-1], state["bad_rows"])
                 state["seen_examples"] += cfg.batch_size * accelerator.num_processes
                 if state["bad_examples"] > cfg_bad_limit(recipe, state["seen_examples"]):
                     raise RuntimeError(
