@@ -10,6 +10,7 @@ from hub_helpers import train_tiny_mae
 from huggingface_hub import ModelCard
 
 from mmssl.hub.card import eval_rows, model_card
+from mmssl.recipe import EvalConfig
 from mmssl.runs import load_run
 
 
@@ -63,9 +64,14 @@ def test_card_body_has_training_facts_recipe_and_usage(run_dir):
     assert "- hardware: 1 x" in text and "(cpu)" in text
     assert "| linear | accuracy | 0.8750 | 0.2500 |" in text
     assert "| knn, raw input baseline | accuracy | 0.8000 | - |" in text
-    assert 'AutoModel.from_pretrained(repo, subfolder="encoder")' in text
-    embedded = card_text.split("```yaml\n")[1].split("```")[0]
-    assert yaml.safe_load(embedded) == yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    assert 'AutoModel.from_pretrained(repo, subfolder="encoder", add_pooling_layer=False)' in text
+    assert 'pipeline("image-feature-extraction", model=repo, model_kwargs={"add_pooling_layer": False})' in text
+    embedded = yaml.safe_load(card_text.split("```yaml\n")[1].split("```")[0])
+    saved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    assert embedded.pop("output_dir") == f".../{run_dir.parent.name}/{run_dir.name}"  # no local paths
+    saved.pop("output_dir")
+    assert embedded == saved
+    assert str(run_dir.parent) not in text
 
 
 def test_card_without_run_files_leaves_those_sections_out(run_dir, tmp_path):
@@ -82,6 +88,59 @@ def test_hub_dataset_is_listed_in_metadata(run_dir):
     recipe = replace(recipe, data=replace(recipe.data, source="hub", path="uoft-cs/cifar10"))
     meta = ModelCard(str(model_card(recipe, task))).data.to_dict()
     assert meta["datasets"] == ["uoft-cs/cifar10"]
+
+
+def _with_report(run_dir, tmp_path, **report):
+    """A copy of the run whose eval report is ``report``."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "eval" / "report.json").write_text(json.dumps(report))
+    return copy
+
+
+@pytest.mark.parametrize(("tested", "subset"), [(200, True), (150, False)])
+def test_a_test_subset_is_labelled_with_its_size(run_dir, tmp_path, tested, subset):
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    recipe, task = load_run(run_dir)
+    copy = _with_report(run_dir, tmp_path, task="mae", sizes={"test": tested},
+                        settings={"max_test_examples": 200, "test_split": "test"},
+                        data={"train": {"source": "parquet", "data_files": {"test": "/data/mnist/test.parquet"}},
+                              "test_split": "test"},
+                        results={"pretrained": {"knn": {"1.0": {"top1": 0.75}}}, "random_init": {}})
+    card = ModelCard(str(model_card(recipe, task, copy)))
+    _, (result,) = model_index_to_eval_results(card.data.to_dict()["model-index"])
+    assert result.dataset_split == "test" and result.metric_value == 0.75
+    if subset:
+        assert result.dataset_name == "mnist (200 examples of test)"
+        assert result.dataset_args == {"max_examples": 200}
+        assert "Scored on 200 examples of the `test` split, not all of it." in card.text
+    else:
+        assert result.dataset_name == "mnist" and result.dataset_args is None
+        assert "Scored on" not in card.text
+    assert "/data/mnist" not in card.text
+
+
+def test_base_model_and_datasets_name_hub_ids(run_dir, tmp_path):
+    from dataclasses import replace
+
+    recipe, task = load_run(run_dir)
+    hub_data = replace(recipe.data, source="hub", path="ylecun/mnist")
+    recipe = replace(recipe, model=replace(recipe.model, init_from="someone/mae-base"),
+                     data=replace(recipe.data, source="hub", path="uoft-cs/cifar10"),
+                     eval=replace(recipe.eval or EvalConfig(), data=hub_data))
+    meta = ModelCard(str(model_card(recipe, task))).data.to_dict()
+    assert meta["base_model"] == ["someone/mae-base"]
+    assert meta["datasets"] == ["uoft-cs/cifar10", "ylecun/mnist"]
+    export = tmp_path / "export"  # an exported folder names the repository it was pushed to
+    export.mkdir()
+    (export / "mmssl_recipe.yaml").write_text(yaml.safe_dump({"hub": {"repo_id": "someone/pushed"}}))
+    recipe = replace(recipe, model=replace(recipe.model, init_from=str(export)))
+    card = model_card(recipe, task)
+    assert ModelCard(str(card)).data.to_dict()["base_model"] == ["someone/pushed"]
+    assert str(tmp_path) not in str(card) and "started from `someone/pushed`" in str(card)
 
 
 def test_eval_rows_read_record_lists_and_nested_reports():

@@ -30,7 +30,8 @@ def test_export_writes_the_documented_layout(mae_export):
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json",
             "mmssl_recipe.yaml", "encoder/config.json", "encoder/model.safetensors",
-            "encoder/preprocessor_config.json"} <= names
+            "encoder/preprocessor_config.json", "pretraining/config.json", "pretraining/model.safetensors",
+            "pretraining/preprocessor_config.json"} <= names
     assert not any(name.endswith((".bin", ".pt")) for name in names)
 
 
@@ -39,7 +40,7 @@ def test_pretraining_model_loads_with_auto_and_matches(mae_export):
 
     run_dir, out = mae_export
     _, task = load_run(run_dir)
-    loaded = AutoModelForPreTraining.from_pretrained(out).eval()
+    loaded = AutoModelForPreTraining.from_pretrained(out, subfolder="pretraining").eval()
     assert isinstance(loaded, ViTMAEForPreTraining)
     pixels = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     noise = torch.rand(2, 16, generator=torch.Generator().manual_seed(1))

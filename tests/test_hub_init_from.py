@@ -87,7 +87,8 @@ def test_init_from_a_hub_id_round_trips_through_push(exported, monkeypatch, tmp_
         task = build_task(recipe_from_dict({**TINY_MAE, "model": {**TINY_MAE["model"],
                                                                    "init_from": "someone/mae-digits"}}))
         init_weights(task, task.recipe.model.init_from)
-    assert ("GET", "/someone/mae-digits/resolve/main/model.safetensors") in hub.calls
+    # the root is the plain encoder; MAE's pretraining model comes from pretraining/
+    assert ("GET", "/someone/mae-digits/resolve/main/pretraining/model.safetensors") in hub.calls
     expected = trained.state_dict()
     for key, value in task.state_dict().items():
         assert torch.equal(value, expected[key]), key

@@ -17,19 +17,15 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from mmssl.eval.report import alignment_rows
-from mmssl.recipe import DataConfig, Recipe, recipe_to_dict
+from mmssl.hub.formats import ExportParts, export_parts
+from mmssl.hub.load import RECIPE_FILE, is_pretrained_source
+from mmssl.hub.usage import dual_encoder_usage, encoder_usage
+from mmssl.recipe import DataConfig, EvalConfig, Recipe, recipe_to_dict
 from mmssl.train.checkpoint import STATE_FILE, latest_checkpoint
 
-#: the Hub pipeline tag of the exported root model, by modality.
-PIPELINE_TAGS = {"vision": "image-feature-extraction", "text": "fill-mask", "audio": "feature-extraction"}
 #: how downstream tasks are named in ``model-index``, by modality.
 EVAL_TASK_TYPES = {"vision": "image-classification", "text": "text-classification",
                    "audio": "audio-classification"}
-_LOADERS = {
-    "vision": ("AutoImageProcessor", "images=image"),
-    "text": ("AutoTokenizer", '"some text"'),
-    "audio": ("AutoFeatureExtractor", "waveform, sampling_rate=sr"),
-}
 
 
 def _read_json(path: Path) -> Any:
@@ -66,15 +62,20 @@ METRIC_TYPES = {"top1": "accuracy", "top5": "top_5_accuracy", "R@1": "recall_at_
                 "R@10": "recall_at_10"}
 
 
-def _report_dataset(data: dict[str, Any], split: Any) -> str | None:
-    """A readable name for the evaluation data: the Hub id, or the folder of the split's file."""
-    if data.get("source") == "hub" and data.get("path"):
-        return str(data["path"])
-    files = data.get("data_files") if isinstance(data.get("data_files"), dict) else {}
-    file = files.get(split) or files.get("train")
-    if isinstance(file, str):
-        return Path(file).parent.name or file
-    return data.get("path") or data.get("source")
+def _dataset_name(source: str | None, path: str | None, data_files: Any) -> str:
+    """A data set's public name: its Hub id, else the folders of its files (never a local path)."""
+    if source == "hub" and path:
+        return path
+    files = data_files.values() if isinstance(data_files, dict) else [data_files or []]
+    paths = [f for v in files for f in (v if isinstance(v, list) else [v]) if isinstance(f, str)]
+    names = [Path(f).parent.name or Path(f).stem for f in paths] or ([Path(path).name] if path else [])
+    return ", ".join(dict.fromkeys(n for n in names if n)) or str(source or "local data")
+
+
+def _test_subset(report: dict[str, Any], count: Any) -> int | None:
+    """The number of test examples scored when ``eval.max_test_examples`` may have cut the split."""
+    limit = (report.get("settings") or {}).get("max_test_examples")
+    return count if isinstance(limit, int) and isinstance(count, int) and count >= limit else None
 
 
 #: baselines of ``mmssl eval`` with model-index rows of their own (random init is each row's ``baseline``)
@@ -86,7 +87,8 @@ def _mmssl_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     the same for the raw-input and supervised-from-scratch baselines, named as such."""
     data = report.get("data") if isinstance(report.get("data"), dict) else {}
     train = data.get("train") if isinstance(data.get("train"), dict) else {}
-    dataset = _report_dataset(train, data.get("test_split"))
+    dataset = _dataset_name(train.get("source"), train.get("path"), train.get("data_files"))
+    examples = _test_subset(report, (report.get("sizes") or {}).get("test"))
     floor = report["results"].get("random_init") or {}
     rows = []
     tables = [(protocol, by_fraction, "") for protocol, by_fraction in report["results"]["pretrained"].items()]
@@ -109,16 +111,20 @@ def _mmssl_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 baseline = None if suffix else _number(((floor.get(protocol) or {}).get(fraction) or {}).get(key))
                 rows.append({"protocol": f"{protocol}{labels}{suffix}", "metric": METRIC_TYPES.get(key, key),
                              "value": value, "baseline": baseline, "dataset": dataset,
-                             "split": data.get("test_split")})
+                             "split": data.get("test_split"), "examples": examples})
     split = (report.get("settings") or {}).get("test_split")
+    scored = ((report.get("alignment") or {}).get("pretrained") or {}).get("num_examples") or {}
+    examples = _test_subset(report, next(iter(scored.values()), None))
     for row in alignment_rows(report):
         rows.append({"protocol": row["protocol"], "metric": METRIC_TYPES[row["metric"]], "value": row["value"],
-                     "baseline": row["random_init"], "dataset": dataset, "split": split})
+                     "baseline": row["random_init"], "dataset": dataset, "split": split, "examples": examples})
     return rows
 
 
 def eval_rows(report: Any) -> list[dict[str, Any]]:
-    """``(protocol, metric, value, dataset, split)`` rows from an eval report, read defensively.
+    """``(protocol, metric, value, dataset, split, examples)`` rows from an eval report, read
+    defensively; ``examples`` is the number of test examples when only part of the split was
+    scored (``eval.max_test_examples``), else ``None``.
 
     Reads ``mmssl eval``'s ``report.json`` (``results.pretrained.<protocol>.<fraction>``,
     with the random-init floor as ``baseline``); otherwise a list of result records
@@ -162,36 +168,70 @@ def _modality(task: Any) -> str:
 
 
 def _data_name(data: DataConfig) -> str:
-    if data.source == "hub" and data.path:
-        return data.path
-    if data.data_files:
-        return ", ".join(f"{split}: {files}" for split, files in data.data_files.items())
-    return data.path or data.source
+    return _dataset_name(data.source, data.path, data.data_files)
 
 
-def card_data(recipe: Recipe, task: Any, rows: list[dict[str, Any]]) -> ModelCardData:
-    """Hub metadata: library, tags, datasets, license, pipeline tag and ``model-index``."""
+def _hub_datasets(recipe: Recipe) -> list[str]:
+    """Hub ids of the data sets the model was trained or evaluated on."""
+    sources = [recipe.data, recipe.eval.data if recipe.eval else None, getattr(recipe.task, "pair_with", None)]
+    return list(dict.fromkeys(d.path for d in sources if d is not None and d.source == "hub" and d.path))
+
+
+def _hub_model(source: str | None) -> str | None:
+    """The Hub id a model started from: the id itself, or the repo an export's recipe names."""
+    if not source:
+        return None
+    path = Path(source)
+    if not path.exists():
+        return source if is_pretrained_source(source) else None
+    try:
+        saved = yaml.safe_load((path / RECIPE_FILE).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    repo_id = (saved.get("hub") or {}).get("repo_id") if isinstance(saved, dict) else None
+    return repo_id if isinstance(repo_id, str) else None
+
+
+def _init_sources(recipe: Recipe) -> list[str]:
+    towers = getattr(recipe.task, "towers", None) or {}
+    return [s for s in [recipe.model.init_from, *(t.init_from for t in towers.values())] if s]
+
+
+def _base_models(recipe: Recipe) -> list[str]:
+    return list(dict.fromkeys(filter(None, map(_hub_model, _init_sources(recipe)))))
+
+
+def _eval_result(row: dict[str, Any], modality: str, default_name: str, default_split: str | None) -> EvalResult:
+    """One ``model-index`` entry; a test subset is named with its size, in the name and the args."""
+    name, split, examples = str(row["dataset"] or default_name), row["split"] or default_split, row.get("examples")
+    if examples:
+        name = f"{name} ({examples} examples of {split or 'the test split'})"
+    return EvalResult(
+        task_type=EVAL_TASK_TYPES.get(modality, "feature-extraction"),
+        dataset_type=str(row["dataset"] or default_name),
+        dataset_name=name,
+        dataset_split=split,
+        dataset_args={"max_examples": examples} if examples else None,
+        metric_type=row["metric"],
+        metric_name=f"{row['protocol']} {row['metric']}",
+        metric_value=round(row["value"], 4),
+    )
+
+
+def card_data(recipe: Recipe, task: Any, rows: list[dict[str, Any]], tag: str | None) -> ModelCardData:
+    """Hub metadata: library, tags, datasets, base model, license, pipeline tag and ``model-index``."""
     modality = _modality(task)
-    hub_dataset = recipe.data.path if recipe.data.source == "hub" else None
     eval_dataset = recipe.eval.data if recipe.eval and recipe.eval.data else recipe.data
-    results = [
-        EvalResult(
-            task_type=EVAL_TASK_TYPES.get(modality, "feature-extraction"),
-            dataset_type=str(row["dataset"] or _data_name(eval_dataset)),
-            dataset_name=str(row["dataset"] or _data_name(eval_dataset)),
-            dataset_split=row["split"] or (recipe.eval.test_split if recipe.eval else None),
-            metric_type=row["metric"],
-            metric_name=f"{row['protocol']} {row['metric']}",
-            metric_value=round(row["value"], 4),
-        )
-        for row in rows
-    ]
+    split = recipe.eval.test_split if recipe.eval else None
+    results = [_eval_result(row, modality, _data_name(eval_dataset), split) for row in rows]
+    base_models = _base_models(recipe)
     return ModelCardData(
         library_name="transformers",
         license=recipe.hub.license,
-        tags=["mmssl", "self-supervised-learning", recipe.task.name, modality],
-        datasets=[hub_dataset] if hub_dataset else None,
-        pipeline_tag=PIPELINE_TAGS.get(modality),
+        tags=["mmssl", "self-supervised-learning", recipe.task.name, *getattr(task, "modalities", ())],
+        datasets=_hub_datasets(recipe) or None,
+        base_model=base_models or None,
+        pipeline_tag=tag,
         model_name=(recipe.hub.repo_id or recipe.name) if results else None,
         eval_results=results or None,
     )
@@ -227,105 +267,100 @@ def _training_lines(run_dir: Path | None) -> list[str]:
     return lines
 
 
-def _usage(recipe: Recipe, task: Any, model_class: str, repo: str) -> str:
-    modality = _modality(task)
-    processor, call = _LOADERS.get(modality, ("AutoProcessor", "inputs"))
+def _public(value: Any) -> Any:
+    """The recipe as the card shows it: absolute local paths cut to their last two parts."""
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_public(v) for v in value]
+    if isinstance(value, str) and Path(value).is_absolute():
+        return str(Path("...", *Path(value).parts[-2:]))
+    return value
+
+
+def _source_name(source: str) -> str:
+    return _hub_model(source) or Path(source).name
+
+
+def _model_line(recipe: Recipe, task: Any) -> str:
+    """The backbone preset(s) that were trained, and what they started from."""
+    towers = getattr(task, "towers", None)
+    if towers is not None:
+        cfgs = getattr(recipe.task, "towers", {}) or {}
+        described = []
+        for modality in task.modalities:
+            cfg = cfgs.get(modality)
+            origin = f"from `{_source_name(cfg.init_from)}`" if cfg and cfg.init_from else (
+                f"preset `{cfg.preset if cfg else 'nano'}`")
+            described.append(f"{modality} tower `{type(towers[modality].model).__name__}` {origin}")
+        return "; ".join(described)
+    line = f"model preset `{recipe.model.preset}`"
+    if recipe.model.init_from:
+        line += f", started from `{_source_name(recipe.model.init_from)}`"
+    return line
+
+
+def _subject(task: Any) -> str:
+    modalities = tuple(getattr(task, "modalities", ()))
+    subject = f"{modalities[0]} encoder" if len(modalities) == 1 else f"{'-'.join(modalities)} dual encoder"
+    return f"{'An' if subject[0] in 'aeiou' else 'A'} {subject}"
+
+
+def _eval_section(rows: list[dict[str, Any]]) -> str:
+    table = ["| protocol | metric | value | random init |", "| --- | --- | --- | --- |"]
+    table += [
+        f"| {r['protocol']} | {r['metric']} | {r['value']:.4f} | "
+        + (f"{r['baseline']:.4f} |" if r.get("baseline") is not None else "- |")
+        for r in rows
+    ]
+    subsets = sorted({(r["examples"], r["split"]) for r in rows if r.get("examples")}, key=str)
+    scope = "".join(f" Scored on {n} examples of the `{split}` split, not all of it." for n, split in subsets)
     return (
-        "```python\n"
-        f"from transformers import AutoModel, {processor}\n\n"
-        f'repo = "{repo}"\n'
-        f'processor = {processor}.from_pretrained(repo, subfolder="encoder")\n'
-        f'encoder = AutoModel.from_pretrained(repo, subfolder="encoder")\n'
-        f"features = encoder(**processor({call}, return_tensors=\"pt\")).last_hidden_state\n"
-        "```\n\n"
-        f"The root folder holds the whole pretraining model (`{model_class}`, with its "
-        "pretraining head) to continue pretraining, with transformers or with mmssl "
-        f"(`model.init_from: {repo}` in a recipe)."
+        "## Evaluation\n\nProbes of the pretrained encoder (and, for CLIP, cross-modal retrieval "
+        "and zero-shot accuracy) by `mmssl eval`; the same on a randomly initialized model of "
+        f"the same shape give the floor.{scope}\n\n" + "\n".join(table)
     )
 
 
-def dual_encoder_usage(recipe: Recipe, task: Any) -> str:
-    """How to use a dual-encoder export: each tower with transformers, the whole with mmssl."""
-    repo = recipe.hub.repo_id or "PATH/TO/EXPORT"
-    loads = []
-    for modality in task.modalities:
-        processor, call = _LOADERS[modality]
-        loads.append(
-            f'{modality}_processor = {processor}.from_pretrained(repo, subfolder="{modality}")\n'
-            f'{modality}_model = AutoModel.from_pretrained(repo, subfolder="{modality}")\n'
-            f"{modality}_states = {modality}_model(**{modality}_processor({call}, "
-            'return_tensors="pt")).last_hidden_state'
-        )
-    processors = ", ".join(sorted({_LOADERS[m][0] for m in task.modalities}))
-    pooling = ", ".join(f"{m}: `{task.towers[m].pooling}`" for m in task.modalities)
-    return (
-        "Each tower is a plain transformers model in its own folder:\n\n"
-        "```python\n"
-        f"from transformers import AutoModel, {processors}\n\n"
-        f'repo = "{repo}"\n' + "\n".join(loads) + "\n```\n\n"
-        f"The shared embedding is the pooled state ({pooling}) through the projection in "
-        "`projections.safetensors`, L2-normalised; `mmssl_dual_encoder.json` describes it. "
-        "mmssl rebuilds the whole model (towers, pooling, projections, logit scale):\n\n"
-        "```python\n"
-        "from huggingface_hub import snapshot_download\n"
-        "from mmssl.hub.load import load_dual_encoder\n"
-        "from mmssl.eval.alignment import embed_values\n\n"
-        f'model = load_dual_encoder(snapshot_download("{repo}"))  # or a local folder\n'
-        f'embeddings = embed_values(model, "{task.modalities[0]}", [...])  # raw cells, as in the data set\n'
-        "```\n\n"
-        "`mmssl retrieval FOLDER` scores retrieval on the recipe's test data; "
-        "`task.towers.<modality>.init_from: FOLDER` in a clip recipe starts a tower from it."
-    )
+def _pooling(recipe: Recipe, task: Any) -> str:
+    """How ``embed`` pools: a clip tower's own pooling, else ``eval.pooling``."""
+    towers = getattr(task, "towers", None)
+    if towers is not None:
+        return towers[task.modalities[0]].pooling
+    return (recipe.eval or EvalConfig()).pooling
 
 
-def model_card(
-    recipe: Recipe,
-    task: Any,
-    run_dir: str | Path | None = None,
-    encoder_class: str | None = None,
-    model_class: str | None = None,
-    usage: str | None = None,
-) -> ModelCard:
-    """The card for ``task`` trained by ``recipe``; ``run_dir`` adds training and eval facts.
-
-    ``encoder_class`` names the exported encoder when export converted the backbone;
-    ``model_class`` and ``usage`` replace the root model's class and the usage section
-    for exports that are not one transformers model (CLIP's dual-encoder folder).
-    """
+def model_card(recipe: Recipe, task: Any, run_dir: str | Path | None = None) -> ModelCard:
+    """The card for ``task`` trained by ``recipe``; ``run_dir`` adds training and eval facts."""
     run_dir = Path(run_dir) if run_dir is not None else None
     report = _read_json(run_dir / "eval" / "report.json") if run_dir else None
     rows = eval_rows(report) if report is not None else []
-    data = card_data(recipe, task, rows)
-    model_class = model_class or type(task.export_model()).__name__
-    backbone_class = encoder_class or type(task.backbone).__name__
     repo = recipe.hub.repo_id or "PATH/TO/EXPORT"
+    parts: ExportParts | None = None
+    if getattr(task, "exports_dual_encoder_folder", False):
+        usage = dual_encoder_usage(task, repo)
+        classes = "mmssl dual encoder of " + " + ".join(f"`{type(task.towers[m].model).__name__}`"
+                                                        for m in task.modalities)
+    else:
+        parts = export_parts(task)
+        usage = encoder_usage(parts, recipe, _pooling(recipe, task), repo)
+        classes = f"root `{type(parts.root).__name__}`, encoder `{type(parts.encoder).__name__}`"
+    data = card_data(recipe, task, rows, parts.pipeline_tag if parts else None)
     sections = [
         f"# {recipe.hub.repo_id or recipe.name}",
-        f"A {_modality(task)} encoder pretrained with self-supervised **{recipe.task.name}** by "
-        f"mmssl on {_data_name(recipe.data)} "
-        f"(model preset `{recipe.model.preset}`; pretraining model `{model_class}`, "
-        f"encoder `{backbone_class}`).",
-        "## How to use\n\n" + (usage or _usage(recipe, task, model_class, repo)),
+        f"{_subject(task)} pretrained with self-supervised **{recipe.task.name}** by mmssl on "
+        f"{_data_name(recipe.data)} ({_model_line(recipe, task)}; {classes}).",
+        "## How to use\n\n" + usage,
     ]
     training = _training_lines(run_dir)
     if training:
         sections.append("## Training\n\n" + "\n".join(training))
     if rows:
-        table = ["| protocol | metric | value | random init |", "| --- | --- | --- | --- |"]
-        table += [
-            f"| {r['protocol']} | {r['metric']} | {r['value']:.4f} | "
-            + (f"{r['baseline']:.4f} |" if r.get("baseline") is not None else "- |")
-            for r in rows
-        ]
-        sections.append(
-            "## Evaluation\n\nProbes of the pretrained encoder (and, for CLIP, cross-modal retrieval "
-            "and zero-shot accuracy) by `mmssl eval`; the same on a randomly initialized model of "
-            "the same shape give the floor.\n\n" + "\n".join(table)
-        )
-    recipe_yaml = yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False)
+        sections.append(_eval_section(rows))
+    recipe_yaml = yaml.safe_dump(_public(recipe_to_dict(recipe)), sort_keys=False)
     sections.append(
-        "## Recipe\n\nReproduce with `mmssl pretrain mmssl_recipe.yaml` "
-        f"(the same file is in this repository).\n\n```yaml\n{recipe_yaml}```"
+        "## Recipe\n\nReproduce with `mmssl pretrain mmssl_recipe.yaml` (the same file is in this "
+        f"repository; local paths are shortened here).\n\n```yaml\n{recipe_yaml}```"
     )
     content = f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
     return ModelCard(content)

@@ -5,16 +5,19 @@ Layout (every task but CLIP pairs without a transformers class, below)::
     OUT_DIR/
       README.md                model card (Hub metadata, recipe, training, eval results)
       config.json              the pretraining model: task.export_model()
-      model.safetensors        (ViTMAEForPreTraining, BertForMaskedLM, Wav2Vec2ForPreTraining)
+      model.safetensors        (BertForMaskedLM, Wav2Vec2ForPreTraining; the encoder itself for
+                               SimCLR, BYOL, DINO, data2vec; MAE's encoder, see below)
       <processor files>        task.processor(): image processor, tokenizer or feature extractor
       mmssl_recipe.yaml        the resolved recipe, to reproduce or continue the run
       encoder/                 the backbone alone, for features and fine-tuning (AutoModel)
         config.json, model.safetensors, <processor files>
+      pretraining/             MAE only: ViTMAEForPreTraining, with its processor
 
-The root reloads with ``AutoModelForPreTraining`` / ``AutoModelForMaskedLM`` to continue
-pretraining; ``encoder/`` is what downstream users want. MAE's backbone is converted to a
-plain ``ViTModel`` there: ``ViTMAEModel`` shuffles and masks patches on every call, which is
-right for pretraining and wrong for feature extraction; the weights map one to one.
+The root reloads with ``AutoModelForMaskedLM`` / ``AutoModelForPreTraining`` to continue
+pretraining and serves the card's ``pipeline_tag``; ``encoder/`` is what downstream users
+want. MAE's backbone is converted to a plain ``ViTModel`` for both: ``AutoModel`` on a
+ViT-MAE config builds ``ViTMAEModel``, which shuffles and masks patches on every call (see
+``mmssl.hub.formats``); the weights map one to one.
 
 CLIP pairs other than image-text (``[vision, audio]``, ``[audio, text]``) have no
 transformers dual-encoder class; they export as a dual-encoder folder (docs/hub.md)::
@@ -34,51 +37,25 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
-from torch import nn
-from transformers import PreTrainedModel, ViTConfig, ViTModel
 
-from mmssl.hub.card import dual_encoder_usage, model_card
-from mmssl.hub.load import DUAL_ENCODER_FILE, DUAL_ENCODER_FORMAT, PROJECTIONS_FILE
+from mmssl.hub.card import model_card
+from mmssl.hub.formats import export_parts, save_processor
+from mmssl.hub.load import (
+    DUAL_ENCODER_FILE,
+    DUAL_ENCODER_FORMAT,
+    PRETRAINING_DIR,
+    PROJECTIONS_FILE,
+    RECIPE_FILE,
+)
 from mmssl.hub.output_dir import check_out_dir, swap_in
 from mmssl.recipe import save_recipe
 from mmssl.runs import load_run
 
 ENCODER_DIR = "encoder"
-RECIPE_FILE = "mmssl_recipe.yaml"
-
-#: the ViTMAE config fields that define the ViT encoder (the rest is the decoder and masking).
-_VIT_FIELDS = (
-    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-    "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps",
-    "image_size", "patch_size", "num_channels", "qkv_bias",
-)
-
-
-def vit_mae_encoder_to_vit(encoder: PreTrainedModel) -> ViTModel:
-    """A mask-free ``ViTModel`` (no pooler: MAE trains none) with the MAE encoder's weights."""
-    config = ViTConfig(**{name: getattr(encoder.config, name) for name in _VIT_FIELDS})
-    vit = ViTModel(config, add_pooling_layer=False)
-    vit.load_state_dict(encoder.state_dict(), strict=True)
-    return vit.eval()
-
-
-#: backbones that need converting before they make a good standalone encoder, by class name.
-ENCODER_CONVERTERS: dict[str, Callable[[PreTrainedModel], PreTrainedModel]] = {
-    "ViTMAEModel": vit_mae_encoder_to_vit,
-}
-
-
-def standalone_encoder(backbone: nn.Module) -> PreTrainedModel:
-    """The backbone as a transformers model that ``AutoModel`` reloads as is."""
-    if not isinstance(backbone, PreTrainedModel):
-        raise ValueError(f"the task's backbone is a {type(backbone).__name__}, not a transformers model")
-    convert = ENCODER_CONVERTERS.get(type(backbone).__name__)
-    return convert(backbone) if convert else backbone
 
 
 def write_dual_encoder(task: Any, recipe: Any, out_dir: Path, run_dir: Path | None = None) -> None:
@@ -86,7 +63,7 @@ def write_dual_encoder(task: Any, recipe: Any, out_dir: Path, run_dir: Path | No
     processors = task.processor()
     for modality in task.modalities:
         task.towers[modality].model.save_pretrained(out_dir / modality)
-        processors[modality].save_pretrained(out_dir / modality)
+        save_processor(processors[modality], out_dir / modality)
     cfg = task.cfg
     tensors = {f"projections.{k}": v.detach().contiguous() for k, v in task.projections.state_dict().items()}
     save_file({**tensors, "logit_scale": task.capped_log_scale().clone()}, out_dir / PROJECTIONS_FILE)
@@ -102,10 +79,7 @@ def write_dual_encoder(task: Any, recipe: Any, out_dir: Path, run_dir: Path | No
     }
     (out_dir / DUAL_ENCODER_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     save_recipe(recipe, out_dir / RECIPE_FILE)
-    classes = " + ".join(spec["classes"].values())
-    card = model_card(recipe, task, run_dir, classes, model_class="mmssl dual encoder",
-                      usage=dual_encoder_usage(recipe, task))
-    card.save(out_dir / "README.md")
+    model_card(recipe, task, run_dir).save(out_dir / "README.md")
 
 
 def write_export(task: Any, recipe: Any, out_dir: Path, run_dir: Path | None = None) -> None:
@@ -113,16 +87,15 @@ def write_export(task: Any, recipe: Any, out_dir: Path, run_dir: Path | None = N
     if getattr(task, "exports_dual_encoder_folder", False):
         write_dual_encoder(task, recipe, out_dir, run_dir)
         return
-    model = task.export_model()
-    processor = task.processor()
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    encoder_dir = out_dir / ENCODER_DIR
-    encoder = standalone_encoder(task.backbone)
-    encoder.save_pretrained(encoder_dir)
-    processor.save_pretrained(encoder_dir)
+    parts = export_parts(task)
+    folders = {out_dir: parts.root, out_dir / ENCODER_DIR: parts.encoder}
+    if parts.pretraining is not None:
+        folders[out_dir / PRETRAINING_DIR] = parts.pretraining
+    for folder, model in folders.items():
+        model.save_pretrained(folder)
+        save_processor(parts.processor, folder)
     save_recipe(recipe, out_dir / RECIPE_FILE)
-    model_card(recipe, task, run_dir, type(encoder).__name__).save(out_dir / "README.md")
+    model_card(recipe, task, run_dir).save(out_dir / "README.md")
 
 
 def export(

@@ -3,7 +3,9 @@
 The source is loaded with the class of the task's own ``export_model()`` and its weights
 are copied in, so the recipe's architecture must match the exported one; a mismatch is an
 error that lists the differing weights rather than a silent partial load, and so is a task
-whose ``export_model()`` is a copy (CLIP's dual encoder) rather than its own modules.
+whose ``export_model()`` is a copy (CLIP's dual encoder) rather than its own modules. An
+export whose root is the plain encoder (MAE) holds the pretraining model in ``pretraining/``;
+it is read from there.
 
 ``load_dual_encoder`` reads the folder format of CLIP pairs without a transformers class
 (``[vision, audio]``, ``[audio, text]``; see ``mmssl.hub.export``) back as a clip task.
@@ -25,6 +27,10 @@ from mmssl.train.checkpoint import CheckpointError
 DUAL_ENCODER_FILE = "mmssl_dual_encoder.json"
 DUAL_ENCODER_FORMAT = "mmssl-dual-encoder/1"
 PROJECTIONS_FILE = "projections.safetensors"
+#: the resolved recipe an export carries.
+RECIPE_FILE = "mmssl_recipe.yaml"
+#: where an export keeps its pretraining model when that cannot be the root (MAE).
+PRETRAINING_DIR = "pretraining"
 
 
 def is_pretrained_source(source: str | Path) -> bool:
@@ -47,16 +53,8 @@ def load_pretrained(task: Any, source: str | Path) -> None:
             f"of its weights ({copies[0]}, ...), so loading into it would change nothing; "
             "start from an mmssl run directory instead"
         )
-    try:
-        config = AutoConfig.from_pretrained(str(source))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"model.init_from: cannot load {source!r}: {err}") from err
-    if config.model_type != target.config.model_type:
-        raise CheckpointError(
-            f"model.init_from: {source} is a {config.model_type!r} model, this task trains "
-            f"{target.config.model_type!r}"
-        )
-    loaded = type(target).from_pretrained(str(source))
+    subfolder = _pretraining_subfolder(source, target.config.model_type)
+    loaded = type(target).from_pretrained(str(source), subfolder=subfolder)
     theirs, ours = loaded.state_dict(), target.state_dict()
     wrong = [
         f"{key} {tuple(theirs[key].shape) if key in theirs else 'missing'} vs {tuple(value.shape)}"
@@ -71,6 +69,28 @@ def load_pretrained(task: Any, source: str | Path) -> None:
     target.load_state_dict(theirs, strict=True)
 
 
+def _config(source: str | Path, subfolder: str = "") -> Any:
+    try:
+        return AutoConfig.from_pretrained(str(source), subfolder=subfolder)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"model.init_from: cannot load {source!r}: {err}") from err
+
+
+def _pretraining_subfolder(source: str | Path, model_type: str) -> str:
+    """``""`` when the root holds a ``model_type`` model, else ``pretraining/`` if that does."""
+    found = _config(source).model_type
+    if found != model_type:
+        try:
+            if _config(source, PRETRAINING_DIR).model_type == model_type:
+                return PRETRAINING_DIR
+        except CheckpointError:
+            pass
+        raise CheckpointError(
+            f"model.init_from: {source} is a {found!r} model, this task trains {model_type!r}"
+        )
+    return ""
+
+
 def is_dual_encoder(source: str | Path) -> bool:
     """An exported dual-encoder folder (it holds ``mmssl_dual_encoder.json``)."""
     return (Path(source) / DUAL_ENCODER_FILE).is_file()
@@ -83,7 +103,6 @@ def load_dual_encoder(folder: str | Path) -> Any:
     normalisation, sampling rate) and the data of ``mmssl retrieval``; the JSON gives the
     model's shape; each tower is read with ``AutoModel`` through ``towers.<m>.init_from``.
     """
-    from mmssl.hub.export import RECIPE_FILE
     from mmssl.modalities.towers import TowerConfig
     from mmssl.recipe import load_recipe
     from mmssl.tasks.base import build_task

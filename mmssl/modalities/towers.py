@@ -22,12 +22,11 @@ from transformers import (
     ViTModel,
     Wav2Vec2Model,
 )
-from transformers.image_utils import PILImageResampling
 
 from mmssl.modalities.audio import AudioAdapter, valid_frames, wav2vec2_config, wav2vec2_processor
 from mmssl.modalities.configs import TowerConfig
 from mmssl.modalities.pooling import masked_mean, pool
-from mmssl.modalities.vision import VisionAdapter, vit_config
+from mmssl.modalities.vision import VisionAdapter, vit_config, vit_processor
 from mmssl.recipe import DataConfig, ModelConfig
 
 #: the dataset column (role) each modality reads.
@@ -169,19 +168,7 @@ class VisionTower(Tower):
         return pool(out.last_hidden_state, self.pooling)
 
     def processor(self) -> CLIPImageProcessor:
-        """Resize the short side and center-crop, as the eval transform does (CLIP's processor)."""
-        image = self.image
-        return CLIPImageProcessor(
-            do_resize=True,
-            size={"shortest_edge": image.size},
-            resample=PILImageResampling.BILINEAR,
-            do_center_crop=True,
-            crop_size={"height": image.size, "width": image.size},
-            do_normalize=True,
-            image_mean=image.mean[: image.channels],
-            image_std=image.std[: image.channels],
-            do_convert_rgb=image.channels == 3,
-        )
+        return vit_processor(self.image)
 
 
 class AudioTower(Tower):

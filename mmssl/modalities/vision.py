@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from PIL import Image
 from torchvision.transforms import v2
-from transformers import ViTConfig, ViTImageProcessor, ViTMAEConfig
+from transformers import CLIPImageProcessor, ViTConfig, ViTMAEConfig
+from transformers.image_utils import PILImageResampling
 
 from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.recipe import ImageConfig, ModelConfig
@@ -96,29 +97,42 @@ def image_transform(image: ImageConfig, train: bool) -> v2.Compose:
     return v2.Compose(steps)
 
 
-def vit_processor(image: ImageConfig) -> ViTImageProcessor:
-    """Resize + normalize as in evaluation (random crops are training augmentations)."""
-    return ViTImageProcessor(
+def vit_processor(image: ImageConfig) -> CLIPImageProcessor:
+    """The eval transform as a transformers image processor: resize the short side (bilinear),
+    center-crop, normalize. CLIP's processor is the one that crops; ViT's would stretch
+    non-square images to a square, unlike evaluation."""
+    return CLIPImageProcessor(
         do_resize=True,
-        size={"height": image.size, "width": image.size},
+        size={"shortest_edge": image.size},
+        resample=PILImageResampling.BILINEAR,
+        do_center_crop=True,
+        crop_size={"height": image.size, "width": image.size},
         do_normalize=True,
         image_mean=image.mean[: image.channels],
         image_std=image.std[: image.channels],
+        do_convert_rgb=image.channels == 3,
     )
 
 
 class VisionAdapter:
-    """Preprocess and collate image examples for one recipe's image settings."""
+    """Preprocess and collate image examples for one recipe's image settings.
+
+    Evaluation preprocesses with the image processor an export carries (``vit_processor``),
+    so features a transformers user computes from an export equal ``mmssl eval``'s.
+    """
 
     def __init__(self, image: ImageConfig) -> None:
         self.image = image
         self.train_transform = image_transform(image, train=True)
-        self.eval_transform = image_transform(image, train=False)
+        self.processor = vit_processor(image)
 
     def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
         picture = decode_image(example["image"], self.image.channels)
-        transform = self.train_transform if train else self.eval_transform
-        out = {"pixel_values": transform(picture)}
+        if train:
+            pixels = self.train_transform(picture)
+        else:
+            pixels = self.processor(images=picture, return_tensors="pt")["pixel_values"][0]
+        out = {"pixel_values": pixels}
         if "label" in example:
             out["label"] = example["label"]
         return out

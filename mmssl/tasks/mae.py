@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import ViTImageProcessor, ViTMAEForPreTraining
+from transformers import CLIPImageProcessor, ViTMAEForPreTraining
 
 from mmssl.modalities.vision import VisionAdapter, random_patch_noise, vit_mae_config, vit_processor
 from mmssl.recipe import Recipe
@@ -97,5 +97,5 @@ class MAETask(PretextTask):
     def export_model(self) -> ViTMAEForPreTraining:
         return self.model
 
-    def processor(self) -> ViTImageProcessor:
+    def processor(self) -> CLIPImageProcessor:
         return vit_processor(self.recipe.data.image)

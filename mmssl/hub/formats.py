@@ -1,0 +1,163 @@
+"""What an export is made of and how transformers users load it, in one place.
+
+``export_parts(task)`` decides the folder's models: the root (what ``AutoModel``, a Hub id
+and the card's ``pipeline_tag`` load), ``encoder/`` (the backbone alone) and, when the
+pretraining model cannot sit at the root, ``pretraining/``. MAE is that case: ``AutoModel``
+on a ViT-MAE config builds ``ViTMAEModel``, which masks 75% of the patches and shuffles the
+rest on every call (even at ``mask_ratio=0`` it shuffles), so its root is the encoder
+converted to a plain ``ViTModel`` and ``ViTMAEForPreTraining`` moves to ``pretraining/``.
+
+Per modality, ``FORMATS`` holds the Hub pipeline tag of a plain encoder, the Auto class that
+reads its processor files and the snippets the card shows; a backbone whose outputs differ
+from its modality's (say, a pooled CNN) adds an entry under its ``model_type``. What
+depends on the model itself is read from it: a head that serves a pipeline (masked LM:
+``fill-mask``; an image-text dual encoder: ``zero-shot-image-classification``) and a pooler
+the backbone was built without (then loading passes ``add_pooling_layer=False``, so
+transformers neither reports nor randomly initialises one).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import PreTrainedModel, ViTModel
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    MODEL_FOR_ZERO_SHOT_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+)
+from transformers.processing_utils import ProcessorMixin
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from mmssl.modalities.towers import as_vit
+
+
+@dataclass(frozen=True)
+class ModalityFormat:
+    """How a plain encoder of one modality is used from transformers."""
+
+    pipeline_tag: str
+    processor_loader: str      # the Auto class that reads the processor files
+    processor_call: str        # the processor's arguments in the card's snippet
+    pipeline_call: str         # the pipeline's arguments in the card's snippet
+    pooled: dict[str, str]     # pooling -> expression over ``hidden``, ``outputs``, ``inputs``
+    given: str                 # the snippet's input variables, as a comment
+    pipeline_note: str = ""
+
+
+_MASKED_MEAN = '(hidden * inputs["attention_mask"][..., None]).sum(1) / inputs["attention_mask"].sum(1, keepdim=True)'
+
+FORMATS: dict[str, ModalityFormat] = {
+    "vision": ModalityFormat(
+        "image-feature-extraction", "AutoImageProcessor", "images=image", "image",
+        {"mean": "hidden[:, 1:].mean(dim=1)", "cls": "hidden[:, 0]", "pooler": "outputs.pooler_output"},
+        "image: a PIL image",
+    ),
+    "text": ModalityFormat(
+        "feature-extraction", "AutoTokenizer", "text", "text",
+        {"mean": _MASKED_MEAN, "cls": "hidden[:, 0]", "pooler": "outputs.pooler_output"},
+        "text: a string",
+    ),
+    # transformers has no audio feature-extraction pipeline (``feature-extraction`` needs a
+    # tokenizer); audio-classification is the one that runs an audio encoder on its features
+    "audio": ModalityFormat(
+        "audio-classification", "AutoFeatureExtractor", "waveform, sampling_rate=sr",
+        '{"raw": waveform, "sampling_rate": sr}', {"mean": "hidden.mean(dim=1)"},
+        "waveform: a 1-D float array sampled at sr Hz, the model's rate (processor.sampling_rate)",
+        pipeline_note="Its classification head is new (transformers initialises it at load): "
+                      "fine-tune it before its labels mean anything.",
+    ),
+}
+
+#: models whose class serves a pipeline of its own: transformers' mappings, plus the image-text
+#: dual encoder, which its zero-shot pipeline runs (logging that it is "not supported").
+_HEAD_PIPELINES = (
+    (set(MODEL_FOR_MASKED_LM_MAPPING_NAMES.values()), "fill-mask"),
+    (set(MODEL_FOR_ZERO_SHOT_IMAGE_CLASSIFICATION_MAPPING_NAMES.values()) | {"VisionTextDualEncoderModel"},
+     "zero-shot-image-classification"),
+)
+
+def vit_mae_encoder_to_vit(encoder: PreTrainedModel) -> ViTModel:
+    """A mask-free ``ViTModel`` (no pooler: MAE trains none) with the MAE encoder's weights."""
+    return as_vit(encoder, pooler=False).eval()
+
+
+#: backbones that need converting before they make a good standalone encoder, by class name.
+ENCODER_CONVERTERS: dict[str, Callable[[PreTrainedModel], PreTrainedModel]] = {
+    "ViTMAEModel": vit_mae_encoder_to_vit,
+}
+
+
+def standalone_encoder(backbone: nn.Module) -> PreTrainedModel:
+    """The backbone as a transformers model that ``AutoModel`` reloads as is."""
+    if not isinstance(backbone, PreTrainedModel):
+        raise ValueError(f"the task's backbone is a {type(backbone).__name__}, not a transformers model")
+    convert = ENCODER_CONVERTERS.get(type(backbone).__name__)
+    return convert(backbone) if convert else backbone
+
+
+def load_kwargs(model: nn.Module) -> dict[str, Any]:
+    """``from_pretrained`` arguments that rebuild ``model`` as saved: without the pooler it lacks."""
+    accepts = "add_pooling_layer" in inspect.signature(type(model).__init__).parameters
+    return {"add_pooling_layer": False} if accepts and getattr(model, "pooler", None) is None else {}
+
+
+def format_of(model: nn.Module, modality: str) -> ModalityFormat:
+    """The backbone's own entry (by ``model_type``) or its modality's."""
+    return FORMATS.get(getattr(model.config, "model_type", ""), FORMATS[modality])
+
+
+def pipeline_tag(model: nn.Module, modality: str) -> str:
+    """The Hub pipeline tag whose transformers pipeline runs on a folder holding ``model``."""
+    name = type(model).__name__
+    for names, tag in _HEAD_PIPELINES:
+        if name in names:
+            return tag
+    return format_of(model, modality).pipeline_tag
+
+
+@dataclass
+class ExportParts:
+    """The models of one export folder and its processor."""
+
+    root: PreTrainedModel
+    encoder: PreTrainedModel
+    pretraining: PreTrainedModel | None
+    processor: Any
+    modality: str
+
+    @property
+    def pipeline_tag(self) -> str:
+        return pipeline_tag(self.root, self.modality)
+
+    @property
+    def format(self) -> ModalityFormat:
+        return format_of(self.encoder, self.modality)
+
+
+def export_parts(task: Any) -> ExportParts:
+    """Root, ``encoder/`` and ``pretraining/`` models of ``task``'s export (see the module doc)."""
+    model, encoder = task.export_model(), standalone_encoder(task.backbone)
+    converted = encoder is not task.backbone
+    return ExportParts(
+        root=encoder if converted else model, encoder=encoder, pretraining=model if converted else None,
+        processor=task.processor(), modality=task.modalities[0],
+    )
+
+
+def save_processor(processor: Any, folder: Path) -> None:
+    """Save the processor; a lone image processor or feature extractor also names its class
+    as ``processor_class``, so ``AutoProcessor`` returns it instead of guessing a processor
+    from the model type (for Wav2Vec2 one that needs a tokenizer the export has not)."""
+    processor.save_pretrained(folder)
+    if isinstance(processor, (PreTrainedTokenizerBase, ProcessorMixin)):
+        return
+    path = Path(folder) / "preprocessor_config.json"
+    config = json.loads(path.read_text())
+    config["processor_class"] = type(processor).__name__
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
