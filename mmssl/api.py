@@ -9,7 +9,8 @@ thin wrappers that call these functions and print their results.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,8 @@ def evaluate(
     if not recipe_file.is_file():
         raise FileNotFoundError(f"{run_dir}: no recipe.yaml (is it an mmssl run directory?)")
     recipe = _load_recipe_file(recipe_file)
-    if isinstance(overrides, dict):
-        overrides = [f"{key}={value!r}" for key, value in overrides.items()]
+    if isinstance(overrides, Mapping):  # JSON is YAML, which the override parser reads
+        overrides = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
     overrides = list(overrides)
     if protocols:
         overrides.append(f"protocols=[{','.join(protocols)}]")

@@ -3,8 +3,13 @@ docs/api.md's example runs as written."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,3 +23,17 @@ def test_readme_recipe_is_the_shipped_quickstart():
     section = readme[readme.index("## A recipe, explained"):]
     block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     assert block == (ROOT / "recipes" / "quickstart.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_api_example_runs_as_written(tmp_path):
+    blocks = code_blocks(ROOT / "docs" / "api.md", "python")
+    script = "\n".join(blocks[:2])  # pretrain/evaluate/export, then load with transformers
+    script += "\nprint('encoder', type(model).__name__)\n"
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "parameters" in out.stdout and "runs/api-example 20 loss" in out.stdout
+    assert "knn" in out.stdout.lower()
+    assert (tmp_path / "exports" / "api-example" / "encoder" / "config.json").is_file()
+    assert out.stdout.strip().endswith("encoder ViTModel")
