@@ -78,3 +78,16 @@ def test_the_rerun_hint_is_a_command_that_works(tmp_path, capsys, monkeypatch):
     hint = re.search(r"rerun with: mmssl (pretrain \S+ \S+)\)", out).group(1)
     assert main(hint.split()) == 0
     assert (tmp_path / "first-rerun" / "checkpoints" / "step_00000002").is_dir()
+
+
+def test_list_data_shows_the_data_sources_only(capsys):
+    assert main(["list", "data"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("data sources:\n") and "  parquet " in out and "imagefolder" in out
+    assert "tasks:" not in out and "heads:" not in out
+
+
+def test_list_shows_whole_help_lines(capsys):
+    assert main(["list", "heads"]) == 0
+    dino = [line for line in capsys.readouterr().out.splitlines() if line.split()[0] == "dino"]
+    assert dino and dino[0].endswith("prototypes.")  # was cut mid-sentence

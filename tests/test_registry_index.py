@@ -3,14 +3,23 @@ importing torch) agrees with what the modules really register."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 
+import mmssl
 from mmssl.registry import ALL, TASKS, Registry, RegistryError, load_all
 
 
 @pytest.fixture(scope="module")
 def loaded():
+    """Every module of the package imported (not only those the index names), so that a
+    registration the index lacks shows up too."""
     load_all()
+    for info in pkgutil.walk_packages(mmssl.__path__, "mmssl."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
     return {kind: registry.registered() for kind, registry in ALL.items()}
 
 
