@@ -121,6 +121,7 @@ class AudioConfig:
     max_seconds: PositiveFloat = 4.0
     min_seconds: NonNegativeFloat = 0.1
     normalize: bool = True
+    num_mel_bins: int = 64    # log-mel bands of the spectrogram backbones (ast, logmel_resnet)
 
 
 @dataclass
@@ -147,8 +148,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The backbone: a preset of a transformers config plus free overrides of its fields."""
+    """The backbone: a registered encoder family (``mmssl list backbones``; none: the task's
+    usual one), a preset of its transformers config plus free overrides of its fields."""
 
+    backbone: str | None = None
     preset: str = "tiny"
     config: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
@@ -448,7 +451,41 @@ def recipe_from_dict(data: Any, overrides: Overrides = (), source: str = "") -> 
         pairs = [(*parse_override(text), f"override {text!r}") for text in overrides]
     for key, value, where in pairs:
         _set_path(tree, key, value, where)
-    return _Loader(source).dataclass(Recipe, tree, "")
+    loader = _Loader(source)
+    recipe = loader.dataclass(Recipe, tree, "")
+    _check_backbones(recipe, loader)
+    return recipe
+
+
+def _chosen_backbones(recipe: Recipe) -> list[tuple[str, str, str | None]]:
+    """(key, backbone, modality) of every backbone the recipe names; CLIP names one per tower."""
+    chosen = []
+    if recipe.model.backbone:
+        chosen.append(("model.backbone", recipe.model.backbone, getattr(recipe.task, "modality", None)))
+    for modality, tower in (getattr(recipe.task, "towers", None) or {}).items():
+        if getattr(tower, "backbone", None):
+            chosen.append((f"task.towers.{modality}.backbone", tower.backbone, modality))
+    return chosen
+
+
+def _check_backbones(recipe: Recipe, loader: _Loader) -> None:
+    """A backbone its task cannot use is a one-line error when the recipe loads (read from
+    the registry's index: no torch import). Tasks without ``task.modality`` (MAE, MLM,
+    wav2vec 2.0) are served by backbones of their one modality only."""
+    from mmssl.registry import BACKBONES
+
+    task = recipe.task.name
+    for key, name, modality in _chosen_backbones(recipe):
+        try:
+            facts = BACKBONES.describe(name).facts
+        except RegistryError as err:
+            raise loader.fail(key, str(err)) from err
+        if task not in facts["tasks"]:
+            accepted = ", ".join(d.name for d in BACKBONES if task in d.facts["tasks"]) or "none"
+            raise loader.fail(key, f"task {task!r} cannot use backbone {name!r} ({name} serves "
+                                   f"{', '.join(facts['tasks'])}; {task} accepts {accepted})")
+        if modality and facts["modality"] != modality:
+            raise loader.fail(key, f"{name!r} is a {facts['modality']} backbone; the task reads {modality}")
 
 
 #: the recipes that ship with the package (``mmssl recipes``); in the repository a link to recipes/.

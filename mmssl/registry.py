@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -41,6 +41,9 @@ class Declared:
     module: str
     help: str
     config: str | None = None
+    #: what recipe validation needs to know without importing the entry; backbones:
+    #: ``{"modality": ..., "tasks": (...)}``, the same as their ``Backbone`` says.
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 def _resolve(target: str) -> Any:
@@ -56,9 +59,9 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         self._index: dict[str, Declared] = {}
 
-    def declare(self, name: str, module: str, help: str, config: str | None = None) -> None:
+    def declare(self, name: str, module: str, help: str, config: str | None = None, **facts: Any) -> None:
         """Add an index line: ``name`` is registered when ``module`` is imported."""
-        self._index[name] = Declared(name, module, help, config)
+        self._index[name] = Declared(name, module, help, config, facts)
 
     def register(
         self, name: str, *, config: type | None = None, help: str = ""
@@ -161,11 +164,30 @@ for _name, _config, _help in (
 ):
     TASKS.declare(_name, f"mmssl.tasks.{_name}", _help, f"{_TASK_CONFIGS}:{_config}")
 
-BACKBONES.declare("vit", "mmssl.modalities.vision", "ViT encoder (ViTModel), for contrastive, distillation and data2vec tasks.")
-BACKBONES.declare("vit_mae", "mmssl.modalities.vision", "ViT-MAE encoder plus light decoder (ViTMAEForPreTraining).")
-BACKBONES.declare("bert", "mmssl.modalities.text", "BERT encoder (BertModel / BertForMaskedLM) sized for the tokenizer.")
-BACKBONES.declare("roberta", "mmssl.modalities.text", "RoBERTa encoder (positions start after the padding index).")
-BACKBONES.declare("wav2vec2", "mmssl.modalities.audio", "Wav2Vec2 encoder plus Gumbel quantizer (Wav2Vec2ForPreTraining / Wav2Vec2Model).")
+_VIEWS = ("simclr", "byol", "dino")
+for _name, _module, _modality, _tasks, _help in (
+    ("vit", "vit", "vision", (*_VIEWS, "data2vec", "clip", "mae"),
+     "ViT (ViTModel) from a preset: patch tokens, CLS or patch-mean pooling."),
+    ("resnet", "resnet", "vision", _VIEWS,
+     "ResNet (ResNetModel) from a preset (nano, tiny, resnet18/34/50); global average pooling."),
+    ("convnext", "convnext", "vision", _VIEWS,
+     "ConvNeXt (ConvNextModel) from a preset (nano, tiny, small, base); layer-normed average pooling."),
+    ("convnextv2", "convnext", "vision", _VIEWS,
+     "ConvNeXt V2 (ConvNextV2Model, global response norm) from the ConvNeXt presets."),
+    ("wav2vec2", "wav2vec2", "audio", ("wav2vec2", *_VIEWS, "data2vec", "clip"),
+     "Wav2Vec2 (Wav2Vec2Model) on raw waveforms from a preset; mean over real frames."),
+    ("ast", "ast", "audio", _VIEWS,
+     "Audio Spectrogram Transformer (ASTModel) on log-mel patches (ASTFeatureExtractor)."),
+    ("logmel_resnet", "resnet", "audio", _VIEWS,
+     "ResNet over the one-channel log-mel spectrogram (ASTFeatureExtractor features)."),
+    ("bert", "bert", "text", ("mlm", *_VIEWS, "data2vec", "clip"),
+     "BERT (BertModel; BertForMaskedLM for MLM) on the recipe's tokenizer, from a preset."),
+    ("roberta", "bert", "text", ("mlm",),
+     "RoBERTa (RobertaForMaskedLM) on the recipe's tokenizer, from the BERT presets."),
+    ("modernbert", "modernbert", "text", ("mlm", *_VIEWS),
+     "ModernBERT (ModernBertModel: rotary positions, local/global attention) on the recipe's tokenizer."),
+):
+    BACKBONES.declare(_name, f"mmssl.backbones.{_module}", _help, modality=_modality, tasks=_tasks)
 
 DATA_SOURCES.declare("hub", "mmssl.data.sources", "A dataset id on the Hugging Face Hub (path), with optional config name.")
 for _builder in ("parquet", "imagefolder", "audiofolder", "text", "csv", "json"):

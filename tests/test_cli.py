@@ -52,7 +52,7 @@ def test_list_shows_every_registry(capsys):
     text = capsys.readouterr().out
     for heading in ("tasks:", "backbones:", "data sources:", "heads:"):
         assert heading in text
-    assert "mae" in text and "vit_mae" in text and "sklearn_digits" in text
+    assert "mae" in text and "resnet" in text and "sklearn_digits" in text
 
 
 def test_bad_override_is_one_clear_line_and_exit_code_2(capsys):

@@ -75,3 +75,28 @@ def test_clip_flickr8k_runs_as_shipped_and_retrieval_prints_a_table(shared_data,
     assert len(rows) == 2
     assert all(0.0 <= float(cell) <= 1.0 for row in rows for cell in row.strip("|").split("|")[1:])
     assert not printed.lstrip().startswith("{")
+
+
+#: recipes on the registry's other encoders (``model.backbone``)
+BACKBONE_RECIPES = ["simclr_resnet_cifar10", "byol_resnet_cifar10", "dino_resnet_cifar10"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BACKBONE_RECIPES)
+def test_backbone_recipe_runs_and_exports_to_automodel(name, shared_data, tmp_path, monkeypatch):
+    from transformers import AutoModel
+
+    from mmssl.hub import export
+    from mmssl.runs import load_run
+
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / name
+    assert main(["pretrain", f"recipes/{name}.yaml", "train.max_steps=2", "train.batch_size=8",
+                 "train.progress=false", "data.max_examples=64", f"output_dir={out}"]) == 0
+    folder = export(out, tmp_path / "export")
+    recipe, task = load_run(out)
+    encoder = AutoModel.from_pretrained(folder / "encoder")
+    assert type(encoder).__name__ == type(task.backbone).__name__
+    assert type(encoder).__name__ == {"resnet": "ResNetModel", "ast": "ASTModel"}[recipe.model.backbone]
+    for key, value in task.backbone.state_dict().items():
+        assert torch.equal(encoder.state_dict()[key], value), key

@@ -19,5 +19,6 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(f"{registry.kind}s:")
         for entry in registry:
-            print(f"  {entry.name:<16} {entry.help}")
+            tasks = entry.facts.get("tasks")
+            print(f"  {entry.name:<16} {entry.help}" + (f" [tasks: {', '.join(tasks)}]" if tasks else ""))
     return 0

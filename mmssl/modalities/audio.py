@@ -18,7 +18,6 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
 from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.recipe import AudioConfig, ModelConfig
-from mmssl.registry import BACKBONES
 
 
 class AudioBackendError(RuntimeError):
@@ -70,7 +69,6 @@ WAV2VEC2_PRESETS: dict[str, dict[str, Any]] = {
 _COMMON = dict(feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True)
 
 
-@BACKBONES.register("wav2vec2")
 def wav2vec2_config(model: ModelConfig, audio: AudioConfig | None = None) -> Wav2Vec2Config:
     """Wav2Vec2 encoder plus Gumbel quantizer (``Wav2Vec2ForPreTraining`` / ``Wav2Vec2Model``)."""
     base = {**_COMMON, **preset_fields(WAV2VEC2_PRESETS, model.preset, "Wav2Vec2")}

@@ -4,7 +4,7 @@ Public API (used by MLM, data2vec text and the CLIP text tower):
 
 - :func:`load_tokenizer` reads ``data.text.tokenizer`` (a directory written by
   ``mmssl tokenizer train`` or any ``AutoTokenizer`` folder).
-- :func:`bert_config` / :func:`roberta_config` (``BACKBONES`` ``bert`` / ``roberta``) build
+- :func:`bert_config` / :func:`roberta_config` (for ``mmssl.backbones.bert``) build
   transformers configs from a preset (nano/tiny/small/base) plus ``model.config`` overrides.
 - :class:`TextAdapter` tokenizes one text (``preprocess``) and pads a batch with an
   attention mask (``collate``).
@@ -26,7 +26,6 @@ from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase, Rob
 from mmssl.data.examples import BadExampleError
 from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.recipe import ModelConfig, TextConfig
-from mmssl.registry import BACKBONES
 
 IGNORE_INDEX = -100
 
@@ -82,13 +81,11 @@ def _text_config(cls: type, model: ModelConfig, tokenizer: PreTrainedTokenizerBa
     return make_config(cls, base, model.config)
 
 
-@BACKBONES.register("bert")
 def bert_config(model: ModelConfig, text: TextConfig, tokenizer: PreTrainedTokenizerBase) -> BertConfig:
     """BERT encoder (``BertModel`` / ``BertForMaskedLM``) sized for the tokenizer."""
     return _text_config(BertConfig, model, tokenizer, max(512, text.max_length))
 
 
-@BACKBONES.register("roberta")
 def roberta_config(model: ModelConfig, text: TextConfig, tokenizer: PreTrainedTokenizerBase) -> RobertaConfig:
     """RoBERTa encoder (positions start after the padding index, hence the +2)."""
     config = _text_config(RobertaConfig, model, tokenizer, max(512, text.max_length) + 2)

@@ -15,7 +15,6 @@ from transformers.image_utils import PILImageResampling
 
 from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.recipe import ImageConfig, ModelConfig
-from mmssl.registry import BACKBONES
 
 #: ViT sizes; ``nano`` is for tests and the CPU quickstart, the rest follow DeiT/ViT.
 VIT_PRESETS: dict[str, dict[str, int]] = {
@@ -42,14 +41,12 @@ def _image_fields(image: ImageConfig) -> dict[str, Any]:
     return {"image_size": image.size, "num_channels": image.channels}
 
 
-@BACKBONES.register("vit")
 def vit_config(model: ModelConfig, image: ImageConfig) -> ViTConfig:
     """ViT encoder (``ViTModel``), for contrastive, distillation and data2vec tasks."""
     base = {**preset_fields(VIT_PRESETS, model.preset, "ViT"), **_image_fields(image)}
     return make_config(ViTConfig, base, model.config)
 
 
-@BACKBONES.register("vit_mae")
 def vit_mae_config(model: ModelConfig, image: ImageConfig) -> ViTMAEConfig:
     """ViT-MAE encoder plus light decoder (``ViTMAEForPreTraining``)."""
     base = {

@@ -121,7 +121,7 @@ class MAEConfig(TaskConfig):
 class MLMConfig(TaskConfig):
     """``task:`` fields of MLM."""
 
-    architecture: Literal["bert", "roberta"] = "bert"
+    architecture: Literal["bert", "roberta"] = "bert"   # model.backbone, when set, wins (e.g. modernbert)
     mask_prob: InnerUnitFloat = 0.15
     replace_prob: UnitFloat = 0.8
     random_prob: UnitFloat = 0.1

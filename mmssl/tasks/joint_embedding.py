@@ -2,15 +2,16 @@
 decoding each example into augmented views (in ``preprocess``, so in DataLoader workers,
 under the loop's per-example seed), pooled features, and eval and export.
 
-| ``task.modality`` | encoder | views | pooling |
-| --- | --- | --- | --- |
-| ``vision`` | ``ViTModel`` | torchvision v2 crops and colour (``mmssl.augment.vision``); DINO adds small local crops | CLS or patch mean |
-| ``text`` | ``BertModel`` (tokenizer trained into the run dir when none is named) | span deletion + token dropout on the ids (``mmssl.augment.text``); 2 views, no local ones | CLS or mean over real tokens |
-| ``audio`` | ``Wav2Vec2Model`` | waveform crop, gain, noise, frequency and time masks (``mmssl.augment.audio``); DINO's local views are shorter crops | mean over real frames |
+| ``task.modality`` | encoders (``model.backbone``) | views |
+| --- | --- | --- |
+| ``vision`` | ``vit`` (default), ``resnet``, ``convnext``, ``convnextv2`` | torchvision v2 crops and colour (``mmssl.augment.vision``); DINO adds small local crops |
+| ``text`` | ``bert`` (default), ``modernbert`` (tokenizer trained into the run dir when none is named) | span deletion + token dropout on the ids (``mmssl.augment.text``); 2 views, no local ones |
+| ``audio`` | ``wav2vec2`` (default), ``ast``, ``logmel_resnet`` | waveform crop, gain, noise, frequency and time masks (``mmssl.augment.audio``), made into log-mel spectrograms in the collator for the spectrogram encoders; DINO's local views are shorter crops |
 
-One small helper class per modality holds what differs (as in data2vec); the task classes
-only see ``view_batches`` (one batch per view), ``join`` (several views in one forward pass)
-and ``features`` (pooled encoder output of a joined batch).
+The backbone (``mmssl.backbones``) builds the encoder and pools its output. One small
+helper class per modality holds how views are made and batched (as in data2vec); the task
+classes only see ``view_batches`` (one batch per view), ``join`` (several views in one
+forward pass) and ``features`` (pooled encoder output of a joined batch).
 """
 
 from __future__ import annotations
@@ -20,28 +21,20 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import BertModel, ViTModel, Wav2Vec2Model
 
 from mmssl.augment.audio import AudioViews
 from mmssl.augment.text import TextViews
 from mmssl.augment.vision import MultiView, ViewConfig, collate_views, view_transform
-from mmssl.modalities.audio import (
-    AudioAdapter,
-    pad_waveforms,
-    valid_frames,
-    wav2vec2_config,
-    wav2vec2_processor,
-)
-from mmssl.modalities.pooling import masked_mean, pool
+from mmssl.backbones.base import Backbone, get_backbone
+from mmssl.modalities.audio import AudioAdapter, pad_waveforms
 from mmssl.modalities.text import (
     TextAdapter,
-    bert_config,
     drop_bad_texts,
     pack_dataset,
     pad_batch,
     tokenize_dataset,
 )
-from mmssl.modalities.vision import VisionAdapter, decode_image, vit_config, vit_processor
+from mmssl.modalities.vision import VisionAdapter, decode_image
 from mmssl.recipe import Recipe
 from mmssl.tasks.base import PretextTask
 from mmssl.tasks.configs import JointEmbeddingConfig
@@ -59,9 +52,10 @@ def _pad_join(views: list[dict[str, torch.Tensor]], key: str, pad_value: float) 
             "attention_mask": torch.cat([padded(v["attention_mask"], 0) for v in views])}
 
 
-def _split_views(batch: dict[str, torch.Tensor], key: str) -> list[dict[str, torch.Tensor]]:
-    count = sum(1 for k in batch if k.endswith(f"_{key}"))
-    return [{key: batch[f"views_{k}_{key}"], "attention_mask": batch[f"views_{k}_attention_mask"]}
+def _split_views(batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """``views_<k>_<key>`` entries as one ``{key: ...}`` batch per view ``k``."""
+    count = len({name.split("_")[1] for name in batch if name.startswith("views_")})
+    return [{name[len(f"views_{k}_"):]: value for name, value in batch.items() if name.startswith(f"views_{k}_")}
             for k in range(count)]
 
 
@@ -70,9 +64,9 @@ class _Vision:
 
     column = "image"
 
-    def __init__(self, recipe: Recipe, views: list[ViewConfig]) -> None:
-        self.recipe, self.adapter = recipe, VisionAdapter(recipe.data.image)
-        self.encoder = ViTModel(vit_config(recipe.model, recipe.data.image), add_pooling_layer=False)
+    def __init__(self, recipe: Recipe, backbone: Backbone, views: list[ViewConfig]) -> None:
+        self.recipe, self.backbone, self.adapter = recipe, backbone, VisionAdapter(recipe.data.image)
+        self.encoder = backbone.build(recipe.model, recipe.data)
         self.views = MultiView([view_transform(recipe.data.image, v) for v in views])
 
     def views_of(self, example: dict[str, Any]) -> list[torch.Tensor]:
@@ -88,16 +82,10 @@ class _Vision:
         return torch.cat(views)
 
     def features(self, encoder: nn.Module, pixels: torch.Tensor, pooling: str) -> torch.Tensor:
-        """Local crops are smaller than the position table: the ViT interpolates it for them
-        only (at the native size interpolation is an identity that still costs time)."""
-        interpolate = pixels.shape[-1] != encoder.config.image_size or pixels.shape[-2] != encoder.config.image_size
-        return pool(encoder(pixel_values=pixels, interpolate_pos_encoding=interpolate).last_hidden_state, pooling)
+        return self.backbone.pooled(encoder, {"pixel_values": pixels}, pooling)
 
-    def embed(self, encoder: nn.Module, batch: dict, pooling: str) -> torch.Tensor:
-        return pool(encoder(pixel_values=batch["pixel_values"]).last_hidden_state, pooling)
-
-    def processor(self) -> Any:
-        return vit_processor(self.recipe.data.image)
+    def collate_eval(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self.adapter.collate(examples)
 
 
 class _Text:
@@ -105,11 +93,11 @@ class _Text:
 
     column = "text"
 
-    def __init__(self, recipe: Recipe, count: int) -> None:
-        self.recipe, self.count = recipe, count
+    def __init__(self, recipe: Recipe, backbone: Backbone, count: int) -> None:
+        self.recipe, self.backbone, self.count = recipe, backbone, count
         self.tokenizer = ensure_tokenizer(recipe)
         self.adapter = TextAdapter(recipe.data.text, self.tokenizer)
-        self.encoder = BertModel(bert_config(recipe.model, recipe.data.text, self.tokenizer), add_pooling_layer=False)
+        self.encoder = backbone.build(recipe.model, recipe.data, self.tokenizer)
         # [UNK] stands for ordinary text, so views may drop it like any other token
         kept = [i for i in self.tokenizer.all_special_ids if i != self.tokenizer.unk_token_id]
         self.views = TextViews(recipe.task.text_views, kept)
@@ -135,32 +123,33 @@ class _Text:
         return batch
 
     def view_batches(self, batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        return _split_views(batch, "input_ids")
+        return _split_views(batch)
 
     def join(self, views: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return _pad_join(views, "input_ids", self.tokenizer.pad_token_id)
 
     def features(self, encoder: nn.Module, batch: dict, pooling: str) -> torch.Tensor:
-        hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        return hidden[:, 0] if pooling == "cls" else masked_mean(hidden, batch["attention_mask"].bool())
+        return self.backbone.pooled(encoder, batch, pooling)
 
-    def embed(self, encoder: nn.Module, batch: dict, pooling: str) -> torch.Tensor:
-        return self.features(encoder, batch, pooling)
-
-    def processor(self) -> Any:
-        return self.tokenizer
+    def collate_eval(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self.adapter.collate(examples)
 
 
 class _Audio:
     """Each example is decoded and normalized once (the audio adapter), then each view crops
-    and augments that waveform; views are padded with attention masks."""
+    and augments that waveform; views are padded with attention masks, and spectrogram
+    encoders get each padded view batch as fixed-length log-mel features (``featurize``)."""
 
     column = "audio"
 
-    def __init__(self, recipe: Recipe, views: list[AudioViews]) -> None:
-        self.recipe, self.views = recipe, views
+    def __init__(self, recipe: Recipe, backbone: Backbone, views: list[AudioViews]) -> None:
+        self.recipe, self.backbone, self.views = recipe, backbone, views
         self.adapter = AudioAdapter(recipe.data.audio)
-        self.encoder = Wav2Vec2Model(wav2vec2_config(recipe.model, recipe.data.audio))
+        self.encoder = backbone.build(recipe.model, recipe.data)
+
+    def _featurized(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        featurize = self.backbone.featurize
+        return featurize(batch, self.recipe.data) if featurize else batch
 
     def example_lengths(self, dataset: Any) -> list[int]:
         return self.adapter.example_lengths(dataset)
@@ -172,31 +161,23 @@ class _Audio:
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = {}
         for k in range(len(self.views)):
-            padded = pad_waveforms([{"input_values": ex["views"][k]} for ex in examples])
+            padded = self._featurized(pad_waveforms([{"input_values": ex["views"][k]} for ex in examples]))
             batch.update({f"views_{k}_{key}": value for key, value in padded.items()})
         return batch
 
     def view_batches(self, batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        return _split_views(batch, "input_values")
+        return _split_views(batch)
 
     def join(self, views: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        if self.backbone.featurize:  # fixed-length spectrograms: stack
+            return {key: torch.cat([v[key] for v in views]) for key in views[0]}
         return _pad_join(views, "input_values", 0.0)
 
     def features(self, encoder: nn.Module, batch: dict, pooling: str) -> torch.Tensor:
-        """Mean over the frames of real samples. The explicit empty time mask stops the model
-        from drawing its own SpecAugment mask, which would use numpy's unseeded RNG."""
-        valid = valid_frames(encoder, batch["attention_mask"])
-        hidden = encoder(batch["input_values"], attention_mask=batch["attention_mask"],
-                         mask_time_indices=torch.zeros_like(valid)).last_hidden_state
-        return masked_mean(hidden, valid)
+        return self.backbone.pooled(encoder, batch, pooling)
 
-    def embed(self, encoder: nn.Module, batch: dict, pooling: str) -> torch.Tensor:
-        if pooling != "mean":
-            raise ValueError(f"eval.pooling={pooling!r}: Wav2Vec2 has no CLS token; use 'mean'")
-        return self.features(encoder, batch, pooling)
-
-    def processor(self) -> Any:
-        return wav2vec2_processor(self.recipe.data.audio)
+    def collate_eval(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self._featurized(self.adapter.collate(examples))
 
 
 class JointEmbeddingTask(PretextTask):
@@ -215,26 +196,28 @@ class JointEmbeddingTask(PretextTask):
         cfg: JointEmbeddingConfig = recipe.task
         modality = cfg.modality
         self.pooling = cfg.pooling or ("cls" if modality == "vision" else "mean")
-        if modality == "audio" and self.pooling != "mean":
-            raise ValueError("task.pooling='cls': Wav2Vec2 has no CLS token; use 'mean' for audio")
+        backbone = get_backbone(recipe.model.backbone, modality)
+        backbone.check_pooling(self.pooling, "task.pooling")
         if modality == "text" and num_local:
             raise ValueError(f"task.num_local_crops={num_local}: local views exist for vision and "
                              "audio only; set task.num_local_crops: 0 for text")
         if modality == "vision":
-            self.inputs: Any = _Vision(recipe, [image_view] * 2 + [local_image_view] * num_local)
+            self.inputs: Any = _Vision(recipe, backbone, [image_view] * 2 + [local_image_view] * num_local)
         elif modality == "text":
-            self.inputs = _Text(recipe, 2)
+            self.inputs = _Text(recipe, backbone, 2)
         else:
             audio, rate = cfg.audio_views, recipe.data.audio.sampling_rate
             local = replace(audio, crop_seconds=audio.local_crop_seconds)
-            self.inputs = _Audio(recipe, [AudioViews(audio, rate)] * 2 + [AudioViews(local, rate)] * num_local)
+            views = [AudioViews(audio, rate)] * 2 + [AudioViews(local, rate)] * num_local
+            self.inputs = _Audio(recipe, backbone, views)
+        self.backbone_spec = backbone
         self.modalities = (modality,)
         self.required_columns = (self.inputs.column,)
         self.encoder = self.inputs.encoder
 
     @property
     def feature_dim(self) -> int:
-        return self.encoder.config.hidden_size
+        return self.backbone_spec.hidden_size(self.encoder)
 
     def prepare_dataset(self, dataset: Any) -> Any:
         if not hasattr(self.inputs, "prepare"):
@@ -255,7 +238,7 @@ class JointEmbeddingTask(PretextTask):
         return self.inputs.collate(examples)
 
     def collate_eval(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return self.inputs.adapter.collate(examples)
+        return self.inputs.collate_eval(examples)
 
     def view_batches(self, batch: dict[str, torch.Tensor]) -> list[Any]:
         """One batch per view, in the order the task made them (global views first)."""
@@ -274,11 +257,12 @@ class JointEmbeddingTask(PretextTask):
         return self.encoder
 
     def embed(self, batch: dict[str, torch.Tensor], pooling: str = "mean") -> torch.Tensor:
-        return self.inputs.embed(self.encoder, batch, pooling)
+        self.backbone_spec.check_pooling(pooling, "eval.pooling")
+        return self.backbone_spec.pooled(self.encoder, batch, pooling)
 
     def export_model(self) -> nn.Module:
         """The encoder: the projection heads are training-only, as in SimCLR/BYOL/DINO."""
         return self.encoder
 
     def processor(self) -> Any:
-        return self.inputs.processor()
+        return self.backbone_spec.processor(self.recipe.data, getattr(self.inputs, "tokenizer", None))

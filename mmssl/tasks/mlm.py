@@ -20,8 +20,9 @@ from typing import Any
 import torch
 from accelerate import PartialState
 from torch import nn
-from transformers import BertForMaskedLM, PreTrainedTokenizerBase, RobertaForMaskedLM
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from mmssl.backbones.base import get_backbone
 from mmssl.data.sources import load_data
 from mmssl.losses.token_mean import global_token_cross_entropy
 from mmssl.modalities.pooling import masked_mean
@@ -29,12 +30,10 @@ from mmssl.modalities.text import (
     IGNORE_INDEX,
     TextAdapter,
     TokenMasker,
-    bert_config,
     drop_bad_texts,
     load_tokenizer,
     mask_per_example,
     pack_dataset,
-    roberta_config,
     tokenize_dataset,
 )
 from mmssl.modalities.tokenizer import iter_texts, train_tokenizer
@@ -42,11 +41,6 @@ from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 from mmssl.tasks.configs import MLMConfig
-
-_ARCHITECTURES = {
-    "bert": (bert_config, BertForMaskedLM),
-    "roberta": (roberta_config, RobertaForMaskedLM),
-}
 
 
 def ensure_tokenizer(
@@ -89,8 +83,8 @@ class MLMTask(PretextTask):
         self.adapter = TextAdapter(recipe.data.text, self.tokenizer)
         self.masker = TokenMasker(self.tokenizer, cfg.mask_prob, cfg.replace_prob,
                                   cfg.random_prob, cfg.whole_word_mask)
-        make_config, model_cls = _ARCHITECTURES[cfg.architecture]
-        self.model = model_cls(make_config(recipe.model, recipe.data.text, self.tokenizer))
+        self.backbone_spec = get_backbone(recipe.model.backbone or cfg.architecture, "text")
+        self.model = self.backbone_spec.masked_lm(recipe.model, recipe.data, self.tokenizer)
 
     def prepare_dataset(self, dataset: Any) -> Any:
         text = self.recipe.data.text
@@ -125,7 +119,7 @@ class MLMTask(PretextTask):
 
     @property
     def lm_head(self) -> nn.Module:
-        return self.model.cls if isinstance(self.model, BertForMaskedLM) else self.model.lm_head
+        return self.backbone_spec.lm_head(self.model)
 
     def _encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["attention_mask"]
@@ -153,7 +147,7 @@ class MLMTask(PretextTask):
             return hidden[:, 0]
         return masked_mean(hidden, batch["attention_mask"])
 
-    def export_model(self) -> BertForMaskedLM | RobertaForMaskedLM:
+    def export_model(self) -> PreTrainedModel:
         return self.model
 
     def processor(self) -> PreTrainedTokenizerBase:

@@ -1,0 +1,1 @@
+"""Backbones: one file per transformers encoder family, registered in ``BACKBONES``."""
