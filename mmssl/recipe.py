@@ -151,10 +151,10 @@ class ModelConfig:
     """The backbone: a registered encoder family (``mmssl list backbones``; none: the task's
     usual one), a preset of its transformers config plus free overrides of its fields."""
 
-    backbone: str | None = None
     preset: str = "tiny"
     config: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
+    backbone: str | None = None
 
 
 @dataclass
