@@ -121,7 +121,7 @@ class AudioConfig:
     max_seconds: PositiveFloat = 4.0
     min_seconds: NonNegativeFloat = 0.1
     normalize: bool = True
-    num_mel_bins: int = 64    # log-mel bands of the spectrogram backbones (ast, logmel_resnet)
+    num_mel_bins: PositiveInt = 64    # log-mel bands of the spectrogram backbones (ast, logmel_resnet)
 
 
 @dataclass

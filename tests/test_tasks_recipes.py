@@ -78,7 +78,8 @@ def test_clip_flickr8k_runs_as_shipped_and_retrieval_prints_a_table(shared_data,
 
 
 #: recipes on the registry's other encoders (``model.backbone``)
-BACKBONE_RECIPES = ["simclr_resnet_cifar10", "byol_resnet_cifar10", "dino_resnet_cifar10"]
+BACKBONE_RECIPES = ["simclr_resnet_cifar10", "byol_resnet_cifar10", "dino_resnet_cifar10",
+                    "simclr_ast_fsdd", "byol_ast_fsdd", "dino_ast_fsdd", "simclr_logmel_resnet_fsdd"]
 
 
 @pytest.mark.slow
@@ -97,6 +98,7 @@ def test_backbone_recipe_runs_and_exports_to_automodel(name, shared_data, tmp_pa
     recipe, task = load_run(out)
     encoder = AutoModel.from_pretrained(folder / "encoder")
     assert type(encoder).__name__ == type(task.backbone).__name__
-    assert type(encoder).__name__ == {"resnet": "ResNetModel", "ast": "ASTModel"}[recipe.model.backbone]
+    assert type(encoder).__name__ == {"resnet": "ResNetModel", "ast": "ASTModel",
+                                      "logmel_resnet": "ResNetModel"}[recipe.model.backbone]
     for key, value in task.backbone.state_dict().items():
         assert torch.equal(encoder.state_dict()[key], value), key
