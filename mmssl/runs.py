@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from mmssl.recipe import Recipe, load_recipe
 from mmssl.tasks.base import PretextTask, build_task
-from mmssl.train.checkpoint import STATE_FILE, CheckpointError, latest_checkpoint, model_weights
+from mmssl.train.checkpoint import (
+    STATE_FILE,
+    CheckpointError,
+    model_weights,
+    newest_verified,
+    verify_checkpoint,
+)
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder itself, or the latest checkpoint of a run directory."""
+    """A checkpoint folder itself, or the newest checkpoint of a run directory that verifies
+    against its manifest (with a warning naming the newer ones that do not)."""
     path = Path(path)
     if (path / STATE_FILE).is_file():
+        problems = verify_checkpoint(path)
+        if problems:
+            raise CheckpointError(f"{path} does not verify: " + "; ".join(problems))
         return path
-    found = latest_checkpoint(path)
+    found, failed, problems = newest_verified(path)
+    if found is None and failed:
+        raise CheckpointError(f"no checkpoint of {path} verifies: " + "; ".join(problems))
     if found is None:
         raise CheckpointError(f"{path}: no checkpoint found (is it an mmssl run directory?)")
+    if failed:
+        warnings.warn(f"{', '.join(p.name for p in failed)} of {path} do(es) not verify "
+                      f"({'; '.join(problems)}); using {found.name}", stacklevel=2)
     return found
 
 

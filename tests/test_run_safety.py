@@ -22,6 +22,7 @@ from mmssl.train.checkpoint import (
     CheckpointError,
     checkpoint_dirs,
     latest_checkpoint,
+    model_weights,
 )
 from mmssl.train.loop import pretrain
 from mmssl.train.run_lock import LOCK_FILE, RunLockedError, run_lock
@@ -264,3 +265,19 @@ def test_fp16_grad_scaler_state_survives_a_resume(run_copy, monkeypatch):
     pretrain(recipe(run_dir, "train.max_steps=6", "train.cpu=false", "train.precision=fp16"),
              resume=str(run_dir / "checkpoints" / "step_00000004"))
     assert loaded == [saved]
+
+
+def test_export_and_eval_skip_a_corrupt_latest_checkpoint_saying_so(run_copy, tmp_path):
+    from mmssl.runs import find_checkpoint
+
+    broken = run_copy / "checkpoints" / "step_00000012" / "model.safetensors"
+    broken.write_bytes(broken.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="step_00000012 of .* not verify .*; using step_00000008"):
+        assert find_checkpoint(run_copy).name == "step_00000008"
+    with pytest.raises(CheckpointError, match="step_00000012 does not verify"):
+        find_checkpoint(broken.parent)
+    with pytest.warns(UserWarning, match="using step_00000008"):
+        assert main(["export", str(run_copy), str(tmp_path / "export")]) == 0
+    (broken.parent / "manifest.json").unlink()  # as before manifests: a clear error all the same
+    with pytest.raises(CheckpointError, match=f"{broken} could not be read"):
+        model_weights(broken.parent)

@@ -120,6 +120,19 @@ def verify_checkpoint(path: Path) -> list[str]:
     return problems
 
 
+def newest_verified(run_dir: Path) -> tuple[Path | None, list[Path], list[str]]:
+    """The newest checkpoint whose files match its manifest, the newer ones that do not, and why."""
+    failed: list[Path] = []
+    problems: list[str] = []
+    for path in reversed(checkpoint_dirs(run_dir)):
+        found = verify_checkpoint(path)
+        if not found:
+            return path, failed, problems
+        failed.append(path)
+        problems.extend(found)
+    return None, failed, problems
+
+
 def save_checkpoint(
     accelerator: Accelerator, run_dir: str | Path, state: dict[str, Any], keep_last: int
 ) -> Path:
@@ -229,4 +242,7 @@ def model_weights(checkpoint: str | Path) -> dict[str, Any]:
     file = Path(checkpoint) / "model.safetensors"
     if not file.is_file():
         raise CheckpointError(f"{checkpoint}: no model.safetensors")
-    return load_file(str(file))
+    try:
+        return load_file(str(file))
+    except Exception as err:  # SafetensorError and OSError for a truncated or garbled file
+        raise CheckpointError(f"{file} could not be read ({type(err).__name__}: {err})") from err

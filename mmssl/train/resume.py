@@ -35,6 +35,7 @@ from mmssl.train.checkpoint import (
     checkpoint_dirs,
     checkpoint_step,
     fsync_dir,
+    newest_verified,
     verify_checkpoint,
 )
 
@@ -55,19 +56,6 @@ class ResumePlan:
     @property
     def step(self) -> int:
         return json.loads((self.checkpoint / STATE_FILE).read_text())["step"] if self.checkpoint else 0
-
-
-def newest_verified(run_dir: Path) -> tuple[Path | None, list[Path], list[str]]:
-    """The newest checkpoint whose files match its manifest, the newer ones that do not, and why."""
-    failed: list[Path] = []
-    problems: list[str] = []
-    for path in reversed(checkpoint_dirs(run_dir)):
-        found = verify_checkpoint(path)
-        if not found:
-            return path, failed, problems
-        failed.append(path)
-        problems.extend(found)
-    return None, failed, problems
 
 
 def _verified(run_dir: Path, what: str) -> ResumePlan:
