@@ -68,6 +68,7 @@ def _fault_injection():
     """bench/fault_injection.py: its worker kills ``mmssl pretrain`` at exact points."""
     spec = importlib.util.spec_from_file_location("fault_injection", REPO / "bench" / "fault_injection.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     assert module.RECIPE == TINY_MAE  # so its runs compare with the ``uninterrupted`` fixture
     return module

@@ -64,6 +64,7 @@ def describe_run_dir(result: PretrainResult) -> str:
         "tensorboard": f"TensorBoard logs (tensorboard --logdir {run_dir / 'tensorboard'})",
         "checkpoints": "checkpoints (model.safetensors, optimizer, scheduler, RNG, trainer_state.json)",
         "eval": "evaluation reports",
+        "abandoned": "checkpoints and logs a resume or --overwrite moved aside (docs/reliability.md)",
     }
     for name, what in entries.items():
         if (run_dir / name).exists():
