@@ -5,6 +5,11 @@ The token comes from ``HF_TOKEN`` or huggingface_hub's login cache and is handed
 time (huggingface_hub reads it once at import) so a private Hub or a test server works.
 The files go up with one ``create_commit`` rather than ``upload_folder``, which may split
 a folder into several commits: a model repo never shows a half-uploaded model.
+
+Only an mmssl export (it holds ``mmssl_recipe.yaml``) or a run (``recipe.yaml``, exported
+on the fly) is pushed, and only its own files: regular files inside the folder, no hidden
+file or folder (``.env``, ``.git``, ``.cache``) and no symbolic link, which could point
+anywhere on the machine.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import os
 import tempfile
 from pathlib import Path
 
+import httpx2
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from mmssl.errors import HubError
-from mmssl.hub.export import export
+from mmssl.hub.export import RECIPE_FILE, export
 
 
 def require_token(token: str | None = None) -> str:
@@ -31,10 +37,21 @@ def require_token(token: str | None = None) -> str:
     return token
 
 
+def export_files(folder: Path) -> list[Path]:
+    """The export's own files: regular, not hidden, not links (nor under a linked folder)."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d)))
+        for name in sorted(files):
+            path = Path(root) / name
+            if not name.startswith(".") and not path.is_symlink() and path.is_file():
+                found.append(path)
+    return found
+
+
 def _operations(folder: Path) -> list[CommitOperationAdd]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
     return [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
-            for p in files]
+            for p in export_files(folder)]
 
 
 def _http_error(err: HfHubHTTPError, repo_id: str, token: str) -> HubError:
@@ -60,10 +77,14 @@ def push_folder(
 ) -> str:
     """Create ``repo_id`` if needed and commit every file of ``folder``; returns the commit URL."""
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}: no config.json (export a run with `mmssl export` first)")
+    if not (folder / RECIPE_FILE).is_file() or (folder / RECIPE_FILE).is_symlink():
+        raise HubError(
+            f"{folder} is neither an mmssl export (no {RECIPE_FILE}) nor a run (no recipe.yaml): "
+            "push a run directory, or a folder written by `mmssl export RUN OUT`"
+        )
     token = require_token(token)
-    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    api = HfApi(endpoint=endpoint, token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision and revision != "main":
@@ -76,6 +97,12 @@ def push_folder(
         )
     except HfHubHTTPError as err:
         raise _http_error(err, repo_id, token) from None
+    except (httpx2.TransportError, ConnectionError) as err:
+        raise HubError(
+            f"cannot reach the Hub at {endpoint or 'https://huggingface.co'} "
+            f"({type(err).__name__}: {str(err).replace(token, '***')}): check the network "
+            "connection, a proxy, or HF_ENDPOINT; nothing was pushed"
+        ) from None
     return str(info.commit_url)
 
 
