@@ -19,7 +19,10 @@ def knn_scores(
     temperature: float = 0.07,
     chunk: int = 1024,
 ) -> torch.Tensor:
-    """Per-class vote totals ``[num_test, num_classes]``."""
+    """Per-class vote totals ``[num_test, num_classes]``; no training example is an error
+    (with none to vote, every class would tie at zero and class 0 would win)."""
+    if len(train_x) == 0:
+        raise ValueError("kNN: no training examples to vote (are all labelled rows bad or filtered?)")
     train = F.normalize(train_x.float(), dim=1)
     k = min(k, len(train))
     scores = []

@@ -4,6 +4,10 @@ Features are standardised with the training subset's statistics (MAE's BatchNorm
 affine before the probe), then a linear layer is trained with AdamW and a cosine schedule
 for each (learning rate, weight decay) of a small grid. The pair with the best validation
 top-1 is kept and its model is scored on the test split.
+
+With no validation example (every class has a single labelled example) there is nothing to
+choose on: a grid of one point is fitted as is (``val_top1`` is None), a larger grid is an
+error rather than silently its first point.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from mmssl.eval.knn import topk_accuracy
 class ProbeResult:
     top1: float
     top5: float
-    val_top1: float
+    val_top1: float | None
     lr: float
     weight_decay: float
 
@@ -70,6 +74,17 @@ def linear_probe(
     seed: int = 0,
 ) -> ProbeResult:
     """Sweep the grid on ``val``, return the test accuracy of the best probe."""
+    grid = list(itertools.product(lrs, weight_decays))
+    if not grid:
+        raise ValueError("linear probe: the lr/weight-decay grid is empty")
+    if len(train[0]) == 0:
+        raise ValueError("linear probe: no training examples (are all labelled rows bad or filtered?)")
+    if len(val[0]) == 0 and len(grid) > 1:
+        raise ValueError(
+            "linear probe: the validation split is empty (every class has a single labelled "
+            "example), so the lr/weight-decay grid cannot be swept: give at least two examples "
+            "per class, or set eval.linear_lrs and eval.linear_weight_decays to one value each"
+        )
     mean = train[0].float().mean(0)
     std = train[0].float().std(0, unbiased=False).clamp(min=1e-6)
 
@@ -78,15 +93,13 @@ def linear_probe(
 
     x_train, y_train = norm(train[0]), train[1].long()
     x_val, y_val = norm(val[0]), val[1].long()
-    best: tuple[float, float, float, nn.Linear] | None = None
-    for lr, wd in itertools.product(lrs, weight_decays):
+    best: tuple[float | None, float, float, nn.Linear] | None = None
+    for lr, wd in grid:
         layer = train_linear(x_train, y_train, num_classes, lr, wd, epochs, seed=seed)
         with torch.no_grad():
-            val_top1 = topk_accuracy(layer(x_val), y_val, (1,))["top1"]
-        if best is None or val_top1 > best[0]:
+            val_top1 = topk_accuracy(layer(x_val), y_val, (1,))["top1"] if len(x_val) else None
+        if best is None or (val_top1 is not None and val_top1 > best[0]):
             best = (val_top1, lr, wd, layer)
-    if best is None:
-        raise ValueError("linear probe: the lr/weight-decay grid is empty")
     val_top1, lr, wd, layer = best
     with torch.no_grad():
         scores = topk_accuracy(layer(norm(test[0])), test[1].long())

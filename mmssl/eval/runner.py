@@ -67,7 +67,21 @@ def eval_data_configs(recipe: Recipe, cfg: EvalConfig) -> tuple[DataConfig, Data
             f"{where}.data_files has no {cfg.test_split!r} split (eval.test_split): add "
             f"{where}.data_files.{cfg.test_split}=<file>, or point eval.data at labelled data"
         )
-    return base, dataclasses.replace(base, split=cfg.test_split)
+    test = dataclasses.replace(base, split=cfg.test_split)
+    _refuse_training_data_as_test(base, test, "eval.data" if cfg.data else "data")
+    return base, test
+
+
+def _refuse_training_data_as_test(train: DataConfig, test: DataConfig, where: str) -> None:
+    """Scores on the rows the probes fit would measure memory, not what was learned."""
+    files = train.data_files or {}
+    same_files = train.split in files and files.get(test.split) == files[train.split]
+    if test.split == train.split or same_files:
+        raise DataError(
+            f"eval.test_split: {test.split!r} is the data the probes train on ({where} split "
+            f"{train.split!r}), so its scores would not show what was learned: name a held-out "
+            f"split (e.g. eval.test_split=test), or point eval.data at labelled data that has one"
+        )
 
 
 def _load_split(data: DataConfig, task: PretextTask, label: str, limit: int | None, seed: int) -> Any:
