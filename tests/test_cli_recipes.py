@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -91,3 +95,20 @@ def test_list_shows_whole_help_lines(capsys):
     assert main(["list", "heads"]) == 0
     dino = [line for line in capsys.readouterr().out.splitlines() if line.split()[0] == "dino"]
     assert dino and dino[0].endswith("prototypes.")  # was cut mid-sentence
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_recipes(tmp_path):
+    """A wheel (not only the editable install) holds every recipe under mmssl/recipes."""
+    src = tmp_path / "src"
+    for name in ("mmssl", "recipes"):
+        shutil.copytree(ROOT / name, src / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("mmssl-*.whl"))
+    names = {Path(n).stem for n in zipfile.ZipFile(wheel).namelist() if n.startswith("mmssl/recipes/")}
+    assert names == {p.stem for p in (ROOT / "recipes").glob("*.yaml")}
