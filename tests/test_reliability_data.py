@@ -21,6 +21,7 @@ from torchcodec.encoders import AudioEncoder
 from mmssl.commands.pretrain import describe_run_dir
 from mmssl.data.examples import BadExampleError, MapExamples, SkippingCollator
 from mmssl.data.sources import DataError, load_data, row_locator
+from mmssl.eval.features import LabelledExamples
 from mmssl.recipe import DataConfig, recipe_from_dict
 from mmssl.tasks.base import build_task
 from mmssl.train.loop import pretrain
@@ -201,6 +202,8 @@ def test_bad_files_of_a_folder_source_are_named(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         skipped = MapExamples(data, task.preprocess, "skip")[bad]
     assert skipped.index == bad and f"skipping bad example {bad} (file " in caplog.text
+    with pytest.raises(BadExampleError, match=rf"^eval example {bad} \(file .*dog/1.png\): "):
+        LabelledExamples(task, load_data(recipe.data), "label", "raise")[bad]
 
 
 def _parquet(path, columns: dict) -> str:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from mmssl.data.examples import BadExampleError
+from mmssl.data.examples import BadExampleError, describe_example
 from mmssl.tasks.base import PretextTask
 
 
@@ -51,7 +51,7 @@ class LabelledExamples(Dataset):
         except Exception as err:  # user data: judged by the bad-example policy
             if self.policy == "raise":
                 raise BadExampleError(
-                    f"eval example {index}: {type(err).__name__}: {err} "
+                    f"eval {describe_example(int(index), example, None)}: {type(err).__name__}: {err} "
                     "(set data.on_bad_example=skip to skip such examples)"
                 ) from err
             return None
