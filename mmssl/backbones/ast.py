@@ -43,5 +43,5 @@ def pooled(model: ASTModel, batch: dict[str, torch.Tensor], pooling: str) -> tor
 AST = register(Backbone(
     name="ast", modality="audio", model_type="audio-spectrogram-transformer", tasks=VIEW_TASKS,
     build=build, pooled=pooled, processor=lambda data, tokenizer=None: logmel_extractor(data),
-    featurize=featurize_logmel,
+    featurize=featurize_logmel, pipeline_tag="audio-classification",
 ), __name__)

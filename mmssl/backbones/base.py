@@ -49,8 +49,10 @@ class Backbone:
     #: ``featurize(batch, data) -> batch`` run in the collator: model inputs from the
     #: modality's batch (log-mel spectrograms from padded waveforms); ``None``: as they are.
     featurize: Callable[[dict[str, torch.Tensor], DataConfig], dict[str, torch.Tensor]] | None = None
-    #: the Hub pipeline tag of its exports.
-    pipeline_tag: str = "feature-extraction"
+    #: the Hub pipeline tag of an export whose root is this encoder (``mmssl.hub.formats``):
+    #: a transformers pipeline that runs it on raw inputs (audio: ``audio-classification``;
+    #: ``feature-extraction`` needs a tokenizer), or ``None`` when none can.
+    pipeline_tag: str | None = "feature-extraction"
     #: text backbones: ``masked_lm(model, data, tokenizer)`` builds the MLM model, and
     #: ``lm_head(mlm_model)`` is its head from hidden states to vocabulary logits.
     masked_lm: Callable[..., Any] | None = None

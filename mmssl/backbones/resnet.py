@@ -69,5 +69,5 @@ RESNET = register(Backbone(
 LOGMEL_RESNET = register(Backbone(
     name="logmel_resnet", modality="audio", model_type="resnet", tasks=VIEW_TASKS,
     build=_build_logmel, pooled=pooled_conv, processor=lambda data, tokenizer=None: logmel_extractor(data),
-    featurize=_featurize,
+    featurize=_featurize, pipeline_tag=None,  # a spectrogram image: no transformers pipeline makes one
 ), __name__)

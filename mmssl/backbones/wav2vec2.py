@@ -31,5 +31,5 @@ WAV2VEC2 = register(Backbone(
     name="wav2vec2", modality="audio", model_type="wav2vec2",
     tasks=("wav2vec2", *VIEW_TASKS, "data2vec", "clip"),
     build=build, pooled=pooled, processor=lambda data, tokenizer=None: wav2vec2_processor(data.audio),
-    poolings=("mean",),
+    poolings=("mean",), pipeline_tag="audio-classification",
 ), __name__)

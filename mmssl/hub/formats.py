@@ -7,13 +7,15 @@ on a ViT-MAE config builds ``ViTMAEModel``, which masks 75% of the patches and s
 rest on every call (even at ``mask_ratio=0`` it shuffles), so its root is the encoder
 converted to a plain ``ViTModel`` and ``ViTMAEForPreTraining`` moves to ``pretraining/``.
 
-Per modality, ``FORMATS`` holds the Hub pipeline tag of a plain encoder, the Auto class that
-reads its processor files and the snippets the card shows; a backbone whose outputs differ
-from its modality's (say, a pooled CNN) adds an entry under its ``model_type``. What
-depends on the model itself is read from it: a head that serves a pipeline (masked LM:
-``fill-mask``; an image-text dual encoder: ``zero-shot-image-classification``) and a pooler
-the backbone was built without (then loading passes ``add_pooling_layer=False``, so
-transformers neither reports nor randomly initialises one).
+The pipeline tag of an encoder at the root comes from its backbone's entry in
+``mmssl.backbones`` (``Backbone.pipeline_tag``; the modality's default backbone for tasks
+that name none). ``FORMATS`` holds, per modality, the Auto class that reads the processor
+files and the code the card shows; a backbone whose outputs differ from its modality's (a
+pooled CNN, AST's two CLS tokens) has an entry under its name. What depends on the model
+itself is read from it: a head that serves a pipeline of its own (masked LM: ``fill-mask``;
+an image-text dual encoder: ``zero-shot-image-classification``) and a pooler the backbone
+was built without (then loading passes ``add_pooling_layer=False``, so transformers
+neither reports nor randomly initialises one).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,45 +36,48 @@ from transformers.models.auto.modeling_auto import (
 from transformers.processing_utils import ProcessorMixin
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from mmssl.backbones.base import Backbone, get_backbone
 from mmssl.modalities.towers import as_vit
 
 
 @dataclass(frozen=True)
 class ModalityFormat:
-    """How a plain encoder of one modality is used from transformers."""
+    """How a plain encoder of one modality (or backbone) is used from transformers."""
 
-    pipeline_tag: str
     processor_loader: str      # the Auto class that reads the processor files
     processor_call: str        # the processor's arguments in the card's snippet
     pipeline_call: str         # the pipeline's arguments in the card's snippet
     pooled: dict[str, str]     # pooling -> expression over ``hidden``, ``outputs``, ``inputs``
     given: str                 # the snippet's input variables, as a comment
-    pipeline_note: str = ""
 
 
 _MASKED_MEAN = '(hidden * inputs["attention_mask"][..., None]).sum(1) / inputs["attention_mask"].sum(1, keepdim=True)'
 
 FORMATS: dict[str, ModalityFormat] = {
     "vision": ModalityFormat(
-        "image-feature-extraction", "AutoImageProcessor", "images=image", "image",
+        "AutoImageProcessor", "images=image", "image",
         {"mean": "hidden[:, 1:].mean(dim=1)", "cls": "hidden[:, 0]", "pooler": "outputs.pooler_output"},
         "image: a PIL image",
     ),
     "text": ModalityFormat(
-        "feature-extraction", "AutoTokenizer", "text", "text",
+        "AutoTokenizer", "text", "text",
         {"mean": _MASKED_MEAN, "cls": "hidden[:, 0]", "pooler": "outputs.pooler_output"},
         "text: a string",
     ),
-    # transformers has no audio feature-extraction pipeline (``feature-extraction`` needs a
-    # tokenizer); audio-classification is the one that runs an audio encoder on its features
     "audio": ModalityFormat(
-        "audio-classification", "AutoFeatureExtractor", "waveform, sampling_rate=sr",
-        '{"raw": waveform, "sampling_rate": sr}', {"mean": "hidden.mean(dim=1)"},
+        "AutoFeatureExtractor", "waveform, sampling_rate=sr", '{"raw": waveform, "sampling_rate": sr}',
+        {"mean": "hidden.mean(dim=1)"},
         "waveform: a 1-D float array sampled at sr Hz, the model's rate (processor.sampling_rate)",
-        pipeline_note="Its classification head is new (transformers initialises it at load): "
-                      "fine-tune it before its labels mean anything.",
     ),
 }
+_CONV_POOLED = {"mean": "outputs.pooler_output.flatten(1)", "cls": "outputs.pooler_output.flatten(1)"}
+FORMATS.update({
+    "resnet": replace(FORMATS["vision"], pooled=_CONV_POOLED),
+    "convnext": replace(FORMATS["vision"], pooled=_CONV_POOLED),
+    "convnextv2": replace(FORMATS["vision"], pooled=_CONV_POOLED),
+    "ast": replace(FORMATS["audio"], pooled={"mean": "hidden[:, 2:].mean(dim=1)",
+                                             "cls": "(hidden[:, 0] + hidden[:, 1]) / 2"}),
+})
 
 #: models whose class serves a pipeline of its own: transformers' mappings, plus the image-text
 #: dual encoder, which its zero-shot pipeline runs (logging that it is "not supported").
@@ -107,18 +112,18 @@ def load_kwargs(model: nn.Module) -> dict[str, Any]:
     return {"add_pooling_layer": False} if accepts and getattr(model, "pooler", None) is None else {}
 
 
-def format_of(model: nn.Module, modality: str) -> ModalityFormat:
-    """The backbone's own entry (by ``model_type``) or its modality's."""
-    return FORMATS.get(getattr(model.config, "model_type", ""), FORMATS[modality])
-
-
-def pipeline_tag(model: nn.Module, modality: str) -> str:
+def pipeline_tag(model: nn.Module, backbone: Backbone) -> str | None:
     """The Hub pipeline tag whose transformers pipeline runs on a folder holding ``model``."""
     name = type(model).__name__
     for names, tag in _HEAD_PIPELINES:
         if name in names:
             return tag
-    return format_of(model, modality).pipeline_tag
+    return backbone.pipeline_tag
+
+
+def backbone_of(task: Any) -> Backbone:
+    """The task's backbone entry, or its modality's default for tasks that name none."""
+    return getattr(task, "backbone_spec", None) or get_backbone(None, task.modalities[0])
 
 
 @dataclass
@@ -129,15 +134,15 @@ class ExportParts:
     encoder: PreTrainedModel
     pretraining: PreTrainedModel | None
     processor: Any
-    modality: str
+    backbone: Backbone
 
     @property
-    def pipeline_tag(self) -> str:
-        return pipeline_tag(self.root, self.modality)
+    def pipeline_tag(self) -> str | None:
+        return pipeline_tag(self.root, self.backbone)
 
     @property
     def format(self) -> ModalityFormat:
-        return format_of(self.encoder, self.modality)
+        return FORMATS.get(self.backbone.name, FORMATS[self.backbone.modality])
 
 
 def export_parts(task: Any) -> ExportParts:
@@ -146,7 +151,7 @@ def export_parts(task: Any) -> ExportParts:
     converted = encoder is not task.backbone
     return ExportParts(
         root=encoder if converted else model, encoder=encoder, pretraining=model if converted else None,
-        processor=task.processor(), modality=task.modalities[0],
+        processor=task.processor(), backbone=backbone_of(task),
     )
 
 

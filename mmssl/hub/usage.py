@@ -17,6 +17,11 @@ from mmssl.hub.load import PRETRAINING_DIR
 _PIPELINE_CALLS = {
     "zero-shot-image-classification": 'image, candidate_labels=["a photo of a cat", "a photo of a dog"]',
 }
+#: what a user should know about a tag's pipeline on a self-supervised encoder.
+_PIPELINE_NOTES = {
+    "audio-classification": " Its classification head is new (transformers initialises it at load): "
+                            "fine-tune it before its labels mean anything.",
+}
 
 
 def _kwargs(model: Any) -> str:
@@ -27,6 +32,17 @@ def _pipeline_call(parts: ExportParts) -> str:
     if parts.pipeline_tag == "fill-mask":
         return f'"some {parts.processor.mask_token} text"'
     return _PIPELINE_CALLS.get(parts.pipeline_tag, parts.format.pipeline_call)
+
+
+def _pipeline_code(parts: ExportParts) -> str:
+    """The pipeline of the card's ``pipeline_tag`` on the root (nothing when none runs it)."""
+    if parts.pipeline_tag is None:
+        return ""
+    kwargs = load_kwargs(parts.root)
+    pairs = ", ".join(f'"{k}": {v!r}' for k, v in kwargs.items())
+    model_kwargs = f", model_kwargs={{{pairs}}}" if kwargs else ""
+    return (f'\npipe = pipeline("{parts.pipeline_tag}", model=repo{model_kwargs})\n'
+            f"result = pipe({_pipeline_call(parts)})\n")
 
 
 def _root_line(parts: ExportParts, recipe: Any, repo: str) -> str:
@@ -40,7 +56,8 @@ def _root_line(parts: ExportParts, recipe: Any, repo: str) -> str:
             f"continue pretraining with transformers or with mmssl (`model.init_from: {repo}` in a recipe)."
         )
     if parts.root is parts.encoder:
-        return (f"The root holds the same `{encoder}`, for the pipeline, `AutoModel.from_pretrained(repo)` "
+        pipe = "the pipeline, " if parts.pipeline_tag else "(no transformers pipeline runs it on raw input) "
+        return (f"The root holds the same `{encoder}`, for {pipe}`AutoModel.from_pretrained(repo)` "
                 f"and mmssl (`model.init_from: {repo}` in a recipe, to continue pretraining).")
     return (
         f"The root holds `{type(parts.root).__name__}`, the encoder with its {recipe.task.name} head: the "
@@ -53,24 +70,20 @@ def encoder_usage(parts: ExportParts, recipe: Any, pooling: str, repo: str) -> s
     """Features with ``AutoModel`` and the processor, pooled as mmssl pools; then the pipeline."""
     fmt = parts.format
     pooled = fmt.pooled.get(pooling, next(iter(fmt.pooled.values())))
-    root_kwargs = load_kwargs(parts.root)
-    pairs = ", ".join(f'"{k}": {v!r}' for k, v in root_kwargs.items())
-    model_kwargs = f", model_kwargs={{{pairs}}}" if root_kwargs else ""
-    note = f" {fmt.pipeline_note}" if parts.pipeline_tag == fmt.pipeline_tag and fmt.pipeline_note else ""
     return (
         "```python\n"
-        f"from transformers import AutoModel, {fmt.processor_loader}, pipeline\n\n"
+        f"from transformers import AutoModel, {fmt.processor_loader}"
+        f"{', pipeline' if parts.pipeline_tag else ''}\n\n"
         f'repo = "{repo}"  # {fmt.given}\n'
         f'processor = {fmt.processor_loader}.from_pretrained(repo, subfolder="encoder")\n'
         f'encoder = AutoModel.from_pretrained(repo, subfolder="encoder"{_kwargs(parts.encoder)})\n'
         f'inputs = processor({fmt.processor_call}, return_tensors="pt")\n'
         "outputs = encoder(**inputs)\n"
         "hidden = outputs.last_hidden_state\n"
-        f"features = {pooled}  # as `mmssl eval` pools ({pooling})\n\n"
-        f'pipe = pipeline("{parts.pipeline_tag}", model=repo{model_kwargs})\n'
-        f"result = pipe({_pipeline_call(parts)})\n"
+        f"features = {pooled}  # as `mmssl eval` pools ({pooling})\n"
+        f"{_pipeline_code(parts)}"
         "```\n\n"
-        f"{_root_line(parts, recipe, repo)}{note}"
+        f"{_root_line(parts, recipe, repo)}{_PIPELINE_NOTES.get(parts.pipeline_tag or '', '')}"
     )
 
 
