@@ -182,6 +182,8 @@ class TrainConfig:
     on_nan: Literal["stop", "skip"] = "stop"
     max_nan_skips: NonNegativeInt = 10
     progress: bool = True
+    # accelerate's tracker names (mmssl/train/logging.py), one or a list; "all" or "none"
+    report_to: str | list[str] = field(default_factory=lambda: ["tensorboard"])
 
     def __post_init__(self) -> None:
         if len(self.betas) != 2:

@@ -36,11 +36,11 @@ from mmssl.data.examples import (
 from mmssl.data.length_grouping import LengthGroupedSampler
 from mmssl.data.sources import RowLocator, load_data, row_locator
 from mmssl.errors import TrainingDivergedError
-from mmssl.recipe import Recipe, save_recipe
+from mmssl.recipe import Recipe, recipe_to_dict, save_recipe
 from mmssl.runs import init_weights
 from mmssl.tasks.base import PretextTask, build_task
 from mmssl.train.checkpoint import load_checkpoint, save_checkpoint
-from mmssl.train.logging import MetricsLogger, Progress
+from mmssl.train.logging import MetricsLogger, Progress, build_trackers
 from mmssl.train.optim import build_optimizer, build_scheduler
 from mmssl.train.resume import prepare_run_dir
 from mmssl.train.run_lock import run_lock
@@ -167,6 +167,8 @@ def _pretrain(
         gradient_accumulation_steps=cfg.grad_accum,
         cpu=cfg.cpu,
         step_scheduler_with_optimizer=False,
+        log_with=build_trackers(cfg.report_to, run_dir),
+        project_dir=run_dir,
     )
     set_seed(recipe.seed)
 
@@ -203,7 +205,7 @@ def _pretrain(
         (run_dir / "environment.json").write_text(
             json.dumps(environment(accelerator, precision), indent=2)
         )
-    logger = MetricsLogger(run_dir, enabled=accelerator.is_main_process)
+    logger = MetricsLogger(accelerator, run_dir, recipe.name, recipe_to_dict(recipe))
     progress = Progress(steps_total, state["step"], cfg.progress and accelerator.is_main_process)
     last_saved = checkpoint
     last_metrics: dict[str, Any] = {}
@@ -311,7 +313,6 @@ def _pretrain(
     finally:
         progress.close()
         logger.close()
-    accelerator.end_training()
     return RunResult(run_dir, state["step"], last_saved, last_metrics,
                      state["bad_examples"] + plain_task.prepared_bad_examples, state["nan_skips"])
 
