@@ -156,17 +156,19 @@ def evaluate(
     run_dir: str | Path,
     overrides: Overrides = (),
     *,
-    data: str | Path | None = None,
+    data: str | Path | Mapping[str, Any] | Sequence[str] | None = None,
     protocols: Sequence[str] | None = None,
     checkpoint: str | Path | None = None,
 ) -> EvalResult:
     """Probe a run's backbone against its baselines (random init, raw input, supervised from
     scratch); writes ``RUN_DIR/eval/report.{json,md}``.
 
-    ``overrides`` are fields of the ``eval:`` section (``["knn_k=10"]``), ``data`` a folder of
-    ``<split>.parquet`` files to evaluate on instead of the recipe's data.
+    ``overrides`` are fields of the ``eval:`` section (``["knn_k=10"]``); ``data`` is what to
+    evaluate on instead of the recipe's data: a data mapping, a folder, a file, a Hub id or
+    ``key=value`` overrides of it (``mmssl.data.spec``).
     """
-    from mmssl.eval.runner import data_dir_config, evaluate_run, resolve_eval_config
+    from mmssl.data.spec import data_mapping
+    from mmssl.eval.runner import evaluate_run, resolve_eval_config
 
     recipe_file = Path(run_dir) / "recipe.yaml"
     if not recipe_file.is_file():
@@ -179,8 +181,9 @@ def evaluate(
         overrides.append(f"protocols=[{','.join(protocols)}]")
     cfg = resolve_eval_config(recipe, overrides, "command line")
     if data:
-        base = cfg.data or recipe.data
-        cfg = dataclasses.replace(cfg, data=data_dir_config(base, data, (base.split, cfg.test_split)))
+        base = dataclasses.asdict(cfg.data or recipe.data)
+        tree = recipe_to_dict(dataclasses.replace(recipe, eval=cfg))
+        cfg = recipe_from_dict(tree, {"eval.data": data_mapping(data, base)}, "--data").eval
     report, paths = evaluate_run(run_dir, cfg, checkpoint)
     return EvalResult(report, paths)
 

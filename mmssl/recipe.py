@@ -137,6 +137,9 @@ class DataConfig:
     streaming: bool = False
     shuffle_buffer: PositiveInt = 10_000
     max_examples: PositiveInt | None = None
+    # folder sources (imagefolder, audiofolder, text) without a test split hold one out
+    holdout_fraction: HalfOpenUnitFloat = 0.1
+    holdout_seed: Seed = 0
     on_bad_example: Literal["raise", "skip"] = "raise"
     max_bad_fraction: UnitFloat = 0.1
     num_workers: NonNegativeInt = 0

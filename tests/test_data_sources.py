@@ -61,7 +61,8 @@ def test_imagefolder_with_a_corrupt_file(tmp_path):
         for i in range(3):
             Image.new("RGB", (20, 20), (i * 40, 10, 10)).save(tmp_path / label / f"{i}.png")
     (tmp_path / "dog" / "broken.png").write_bytes(b"not a png at all")
-    ds = load_data(DataConfig(source="imagefolder", path=str(tmp_path)), required=("image", "label"))
+    cfg = DataConfig(source="imagefolder", path=str(tmp_path), holdout_fraction=0.0)
+    ds = load_data(cfg, required=("image", "label"))
     assert len(ds) == 7
     adapter = VisionAdapter(ImageConfig(size=16))
     broken = next(i for i in range(len(ds)) if ds[i]["image"]["path"].endswith("broken.png"))

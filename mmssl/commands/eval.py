@@ -1,4 +1,4 @@
-"""``mmssl eval RUN_DIR [--data DIR] [--protocol ...] [key=value ...]``: downstream evaluation."""
+"""``mmssl eval RUN_DIR [--data SPEC] [--protocol ...] [key=value ...]``: downstream evaluation."""
 
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--data",
-        metavar="DIR",
-        help="evaluate on DIR/<split>.parquet instead of the pretraining data",
+        action="append",
+        metavar="SPEC",
+        help="evaluate on other data: a folder (<split>.parquet files, images, recordings or "
+        ".txt), a file, a Hub dataset id, a mapping like a recipe's data: section (YAML text or "
+        "a .yaml file), or KEY=VALUE changes to it (repeat --data for several)",
     )
     parser.add_argument(
         "--protocol",

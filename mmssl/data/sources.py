@@ -88,11 +88,42 @@ def _generation_error(err: Exception, builder: str, cfg: DataConfig, kwargs: dic
     return DataError(f"data: cannot read the {builder} data {where}: {type(cause).__name__}: {first}")
 
 
+#: sources that get a held-out ``test`` split when their files have none
+HOLDOUT_SOURCES = ("imagefolder", "audiofolder", "text")
+HOLDOUT_SPLIT = "test"
+
+
+def _with_holdout(builder: str, cfg: DataConfig, kwargs: dict[str, Any]) -> Dataset | None:
+    """``train`` or ``test`` of a folder whose files give no ``test`` split: a seeded
+    ``holdout_fraction`` of the rows (stratified by ``label`` when it is a class label)
+    becomes ``test`` and is left out of ``train``, so pretraining never sees what the
+    evaluation scores. ``None`` when there is nothing to hold out."""
+    if not cfg.holdout_fraction or cfg.split not in ("train", HOLDOUT_SPLIT):
+        return None
+    if cfg.data_files and HOLDOUT_SPLIT in cfg.data_files:
+        return None
+    parts = datasets.load_dataset(builder, **kwargs)
+    if HOLDOUT_SPLIT in parts or "train" not in parts or len(parts["train"]) < 2:
+        return None
+    train = parts["train"]
+    split = {"test_size": cfg.holdout_fraction, "seed": cfg.holdout_seed}
+    try:
+        stratified = isinstance(train.features.get("label"), datasets.ClassLabel)
+        halves = train.train_test_split(**split, stratify_by_column="label" if stratified else None)
+    except ValueError:  # a class too small to stratify: a plain seeded split
+        halves = train.train_test_split(**split)
+    part = halves["train" if cfg.split == "train" else "test"]
+    return part.to_iterable_dataset() if cfg.streaming else part
+
+
 def _builder_source(builder: str):
     def load(cfg: DataConfig) -> Dataset:
         kwargs = _builder_kwargs(builder, cfg)
         try:
             with _quiet_progress():
+                held = _with_holdout(builder, cfg, kwargs) if builder in HOLDOUT_SOURCES else None
+                if held is not None:
+                    return held
                 return datasets.load_dataset(
                     builder, split=cfg.split, streaming=cfg.streaming, **kwargs
                 )

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmssl.data.sources import DataError, load_data
+from mmssl.data.sources import HOLDOUT_SOURCES, HOLDOUT_SPLIT, DataError, load_data
 from mmssl.eval.alignment import evaluate_alignment
 from mmssl.eval.features import Features, cached_features, extract_features
 from mmssl.eval.finetune import finetune
@@ -47,21 +47,12 @@ def resolve_eval_config(recipe: Recipe, overrides: list[str] = (), source: str =
     return recipe_from_dict(tree, [f"eval.{o}" for o in overrides], source).eval
 
 
-def data_dir_config(base: DataConfig, directory: str | Path, splits: tuple[str, ...]) -> DataConfig:
-    """``base`` reading ``<directory>/<split>.parquet`` for each split (``mmssl eval --data``)."""
-    directory = Path(directory)
-    files = {split: str(directory / f"{split}.parquet") for split in splits}
-    missing = [f for f in files.values() if not Path(f).is_file()]
-    if missing:
-        raise DataError(f"--data {directory}: no {', '.join(missing)} (expected <split>.parquet files)")
-    return dataclasses.replace(base, source="parquet", path=None, name=None, data_files=files)
-
-
 def eval_data_configs(recipe: Recipe, cfg: EvalConfig) -> tuple[DataConfig, DataConfig]:
     """Data sections for the train and test splits of the evaluation."""
     base = cfg.data or dataclasses.replace(recipe.data, max_examples=None)
     base = dataclasses.replace(base, streaming=False)
-    if base.data_files and cfg.test_split not in base.data_files:
+    held_out = base.source in HOLDOUT_SOURCES and base.holdout_fraction and cfg.test_split == HOLDOUT_SPLIT
+    if base.data_files and cfg.test_split not in base.data_files and not held_out:
         where = "eval.data" if cfg.data else "data"
         raise DataError(
             f"{where}.data_files has no {cfg.test_split!r} split (eval.test_split): add "
