@@ -112,3 +112,13 @@ def test_export_refuses_a_non_empty_folder(mae_export, tmp_path, capsys):
     assert main(["export", str(run_dir), str(tmp_path)]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_export_shows_progress_on_a_terminal_only(mae_export, tmp_path, monkeypatch, capsys):
+    run_dir, _ = mae_export
+    assert main(["export", str(run_dir), str(tmp_path / "quiet")]) == 0
+    assert "export run:" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["export", str(run_dir), str(tmp_path / "shown")]) == 0
+    err = capsys.readouterr().err
+    assert "export run: loading the run" in err and "export run: writing shown" in err

@@ -20,6 +20,7 @@ from mmssl.data.sources import load_data
 from mmssl.eval.retrieval import labels_relevance, retrieval_metrics
 from mmssl.eval.zero_shot import class_prototypes, prompt_labels, prompt_texts, zero_shot_accuracy
 from mmssl.hub.load import is_dual_encoder, load_dual_encoder
+from mmssl.progress import progress_bar
 from mmssl.runs import load_run
 from mmssl.tasks.clip import ClipTask
 
@@ -29,7 +30,7 @@ def embed_values(task: ClipTask, modality: str, values: list[Any], batch_size: i
     """Normalised embeddings of raw cells (images, texts, recordings), without augmentation."""
     tower = task.towers[modality]
     out = []
-    for start in range(0, len(values), batch_size):
+    for start in progress_bar(range(0, len(values), batch_size), desc=f"{modality} embeddings"):
         items = [tower.preprocess(v, train=False) for v in values[start : start + batch_size]]
         out.append(task.encode(modality, tower.collate(items)))
     return torch.cat(out)

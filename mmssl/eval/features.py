@@ -8,7 +8,6 @@ the data section's bad-example policy: raise with the index, or skip and count.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from mmssl.data.examples import BadExampleError, describe_example
+from mmssl.progress import progress_bar
 from mmssl.tasks.base import PretextTask
 
 
@@ -114,7 +113,7 @@ def extract_features(
     xs, ys, rows = [], [], []
     loader = eval_loader(task, data, label_column, batch_size, policy, num_workers=num_workers)
     try:
-        for batch, labels, index in tqdm(loader, desc=desc, leave=False, disable=not sys.stderr.isatty()):
+        for batch, labels, index in progress_bar(loader, desc=desc):
             if batch is None:
                 continue
             xs.append(task.embed(to_device(batch, device), pooling).float().cpu())

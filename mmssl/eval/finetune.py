@@ -9,16 +9,15 @@ weights stay as they were.
 from __future__ import annotations
 
 import copy
-import sys
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mmssl.eval.features import eval_loader, to_device
 from mmssl.eval.knn import topk_accuracy
 from mmssl.heads.classification import ClassificationHead
+from mmssl.progress import progress_bar
 from mmssl.recipe import EvalConfig
 from mmssl.tasks.base import PretextTask
 
@@ -65,7 +64,7 @@ def finetune(
     model.train()
     head.train()
     params = backbone_params + list(head.parameters())
-    with tqdm(total=total, desc=desc, leave=False, disable=not sys.stderr.isatty()) as bar:
+    with progress_bar(total=total, desc=desc) as bar:
         for _ in range(cfg.finetune_epochs):
             for batch, labels, _ in train_loader:
                 bar.update()

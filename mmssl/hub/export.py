@@ -52,6 +52,7 @@ from mmssl.hub.load import (
     RECIPE_FILE,
 )
 from mmssl.hub.output_dir import check_out_dir, swap_in
+from mmssl.progress import progress_bar
 from mmssl.recipe import save_recipe
 from mmssl.runs import load_run
 
@@ -109,12 +110,17 @@ def export(
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_out_dir(out_dir, run_dir, overwrite, marker=RECIPE_FILE)
-    recipe, task = load_run(run_dir, checkpoint)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
-    try:
-        write_export(task, recipe, tmp, run_dir)
-        swap_in(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with progress_bar(total=3, desc=f"export {run_dir.name}: loading the run") as bar:
+        recipe, task = load_run(run_dir, checkpoint)
+        bar.update()
+        bar.set_description(f"export {run_dir.name}: writing {out_dir.name}")
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
+        try:
+            write_export(task, recipe, tmp, run_dir)
+            bar.update()
+            swap_in(tmp, out_dir)
+            bar.update()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
