@@ -167,7 +167,7 @@ def _pretrain(
         gradient_accumulation_steps=cfg.grad_accum,
         cpu=cfg.cpu,
         step_scheduler_with_optimizer=False,
-        log_with=build_trackers(cfg.report_to, run_dir),
+        log_with=build_trackers(cfg.report_to, run_dir) or None,
         project_dir=run_dir,
     )
     set_seed(recipe.seed)
