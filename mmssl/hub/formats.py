@@ -49,6 +49,7 @@ class ModalityFormat:
     pipeline_call: str         # the pipeline's arguments in the card's snippet
     pooled: dict[str, str]     # pooling -> expression over ``hidden``, ``outputs``, ``inputs``
     given: str                 # the snippet's input variables, as a comment
+    forward: str = "encoder(**inputs)"
 
 
 _MASKED_MEAN = '(hidden * inputs["attention_mask"][..., None]).sum(1) / inputs["attention_mask"].sum(1, keepdim=True)'
@@ -77,6 +78,9 @@ FORMATS.update({
     "convnextv2": replace(FORMATS["vision"], pooled=_CONV_POOLED),
     "ast": replace(FORMATS["audio"], pooled={"mean": "hidden[:, 2:].mean(dim=1)",
                                              "cls": "(hidden[:, 0] + hidden[:, 1]) / 2"}),
+    # a ResNet over the log-mel spectrogram as a one-channel image
+    "logmel_resnet": replace(FORMATS["audio"], pooled=_CONV_POOLED,
+                             forward='encoder(pixel_values=inputs["input_values"].unsqueeze(1))'),
 })
 
 #: models whose class serves a pipeline of its own: transformers' mappings, plus the image-text

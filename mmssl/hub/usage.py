@@ -78,7 +78,7 @@ def encoder_usage(parts: ExportParts, recipe: Any, pooling: str, repo: str) -> s
         f'processor = {fmt.processor_loader}.from_pretrained(repo, subfolder="encoder")\n'
         f'encoder = AutoModel.from_pretrained(repo, subfolder="encoder"{_kwargs(parts.encoder)})\n'
         f'inputs = processor({fmt.processor_call}, return_tensors="pt")\n'
-        "outputs = encoder(**inputs)\n"
+        f"outputs = {fmt.forward}\n"
         "hidden = outputs.last_hidden_state\n"
         f"features = {pooled}  # as `mmssl eval` pools ({pooling})\n"
         f"{_pipeline_code(parts)}"
