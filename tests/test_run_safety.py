@@ -281,3 +281,14 @@ def test_export_and_eval_skip_a_corrupt_latest_checkpoint_saying_so(run_copy, tm
     (broken.parent / "manifest.json").unlink()  # as before manifests: a clear error all the same
     with pytest.raises(CheckpointError, match=f"{broken} could not be read"):
         model_weights(broken.parent)
+
+
+def test_moving_aside_twice_in_one_second_keeps_both(tmp_path):
+    from mmssl.train.resume import _move_aside
+
+    for content in ("first", "second"):
+        (tmp_path / "checkpoints").mkdir()
+        (tmp_path / "checkpoints" / "note").write_text(content)
+        _move_aside(tmp_path, [tmp_path / "checkpoints"], None)
+    kept = sorted((p / "checkpoints" / "note").read_text() for p in (tmp_path / "abandoned").iterdir())
+    assert kept == ["first", "second"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,20 +122,22 @@ def plan_resume(run_dir: Path, resume: str, overwrite: bool = False) -> ResumePl
 
 def _move_aside(run_dir: Path, paths: list[Path], keep_metrics_to: int | None) -> Path | None:
     """Move ``paths`` (and the metrics after step ``keep_metrics_to``) into a new abandoned folder."""
-    aside = run_dir / ABANDONED / time.strftime("%Y%m%d-%H%M%S")
     metrics = run_dir / METRICS
+    kept, dropped = [], []
     if keep_metrics_to is not None and metrics.is_file():
         kept, dropped = _split_metrics(metrics.read_text().splitlines(), keep_metrics_to)
-        if dropped:
-            aside.mkdir(parents=True, exist_ok=True)
-            (aside / METRICS).write_text("".join(f"{line}\n" for line in dropped))
-            tmp = metrics.with_name(f".tmp-{METRICS}")
-            tmp.write_text("".join(f"{line}\n" for line in kept))
-            os.replace(tmp, metrics)
+    if not paths and not dropped:
+        return None
+    (run_dir / ABANDONED).mkdir(exist_ok=True)
+    aside = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=run_dir / ABANDONED))
+    if dropped:
+        (aside / METRICS).write_text("".join(f"{line}\n" for line in dropped))
+        tmp = metrics.with_name(f".tmp-{METRICS}")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        os.replace(tmp, metrics)
     for path in paths:
-        aside.mkdir(parents=True, exist_ok=True)
         os.replace(path, aside / path.name)
-    return aside if aside.exists() else None
+    return aside
 
 
 def _split_metrics(lines: list[str], step: int) -> tuple[list[str], list[str]]:
