@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ldconfig -p 2>/dev/null | grep -q libavcodec; then
+if ! ldconfig -p 2>/dev/null | grep -q libavutil; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+  # Some images ship without /etc/ld.so.cache and apt's trigger does not write one; without
+  # it the loader cannot find libavutil and torchcodec fails to load.
+  $SUDO ldconfig
 fi
 
 PYTHON="${PYTHON:-python3}"
