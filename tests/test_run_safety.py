@@ -292,3 +292,11 @@ def test_moving_aside_twice_in_one_second_keeps_both(tmp_path):
         _move_aside(tmp_path, [tmp_path / "checkpoints"], None)
     kept = sorted((p / "checkpoints" / "note").read_text() for p in (tmp_path / "abandoned").iterdir())
     assert kept == ["first", "second"]
+
+
+def test_eval_of_a_missing_run_makes_no_folder(tmp_path):
+    from mmssl.eval.runner import evaluate_run
+
+    with pytest.raises(CheckpointError, match="no recipe.yaml"):
+        evaluate_run(tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()

@@ -37,10 +37,13 @@ def _holder(lock_file: Path) -> str:
 
 
 @contextmanager
-def run_lock(run_dir: str | Path, purpose: str) -> Iterator[None]:
-    """Hold the run directory's lock for ``purpose`` (``pretrain``, ``eval``...), or fail at once."""
+def run_lock(run_dir: str | Path, purpose: str, create: bool = True) -> Iterator[None]:
+    """Hold the run directory's lock for ``purpose`` (``pretrain``, ``eval``...), or fail at once.
+
+    Without ``create``, a folder that does not exist is not made (nothing there to lock).
+    """
     key = Path(run_dir).resolve()
-    if int(os.environ.get("RANK", "0")) != 0:
+    if int(os.environ.get("RANK", "0")) != 0 or not (create or key.is_dir()):
         yield
         return
     if key in _held:
@@ -79,7 +82,7 @@ def locked_run(purpose: str) -> Callable[[F], F]:
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
         def locked(run_dir: Any, *args: Any, **kwargs: Any) -> Any:
-            with run_lock(run_dir, purpose):
+            with run_lock(run_dir, purpose, create=False):
                 return fn(run_dir, *args, **kwargs)
 
         return locked  # type: ignore[return-value]
