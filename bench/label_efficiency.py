@@ -30,8 +30,8 @@ from mmssl.eval.monitor import plot_monitor
 from mmssl.recipe import load_recipe
 
 RECIPES = {
-    "image": "recipes/simclr_cifar10.yaml",
-    "audio": "recipes/simclr_fsdd.yaml",
+    "image": "recipes/simclr_resnet_cifar10.yaml",
+    "audio": "recipes/simclr_logmel_fsdd.yaml",
     "text": "recipes/simclr_words_agnews.yaml",
 }
 ROWS = {"raw_input": "raw input", "random_init": "random init",
