@@ -78,9 +78,8 @@ def _bad(
     return _Bad(index, reason)
 
 
-def _apply(
-    preprocess: Callable[[dict], dict], example: dict, index: int, seed: int
-) -> dict:
+def _apply(preprocess: Callable[[dict], dict], example: dict, seed: int) -> dict:
+    """``preprocess`` with the torch RNG seeded for this example, the global RNG untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return preprocess(example)
@@ -106,7 +105,7 @@ class MapExamples(Dataset):
         index, example = int(index), None
         try:
             example = self.data[index]
-            return _apply(self.preprocess, example, index, example_seed(self.seed, self.epoch, index))
+            return _apply(self.preprocess, example, example_seed(self.seed, self.epoch, index))
         except Exception as err:  # any failure of user data is judged by the policy
             return _bad(index, example, err, self.policy, self.epoch, self.locate)
 
@@ -127,7 +126,7 @@ class StreamExamples(IterableDataset):
     def __iter__(self) -> Iterator[dict | _Bad]:
         for index, example in enumerate(self.data):
             try:
-                out = _apply(self.preprocess, example, index, example_seed(self.seed, self.epoch, index))
+                out = _apply(self.preprocess, example, example_seed(self.seed, self.epoch, index))
             except Exception as err:  # any failure of user data is judged by the policy
                 out = _bad(index, example, err, self.policy, self.epoch, None)
             yield out
