@@ -53,6 +53,7 @@ def init_weights(task: PretextTask, source: str | Path) -> None:
         return
     if is_pretrained_source(source):
         load_pretrained(task, source)
+        task.on_weights_loaded()
         return
     state = model_weights(find_checkpoint(source))
     result = task.load_state_dict(state, strict=False)

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig
 
+from mmssl.backbones.checkpoint import is_transformers_checkpoint
 from mmssl.train.checkpoint import CheckpointError
 
 DUAL_ENCODER_FILE = "mmssl_dual_encoder.json"
@@ -35,11 +36,7 @@ PRETRAINING_DIR = "pretraining"
 
 def is_pretrained_source(source: str | Path) -> bool:
     """A transformers folder (``config.json``) or, when no such path exists, a Hub id."""
-    path = Path(source)
-    if path.exists():
-        return (path / "config.json").is_file()
-    parts = str(source).split("/")
-    return len(parts) == 2 and all(parts)
+    return is_transformers_checkpoint(source)
 
 
 def load_pretrained(task: Any, source: str | Path) -> None:
@@ -66,7 +63,9 @@ def load_pretrained(task: Any, source: str | Path) -> None:
             f"model.init_from: {source} does not fit the recipe's model (source vs recipe): "
             f"{'; '.join(wrong[:5])}; set model.preset/model.config like the source's config.json"
         )
-    target.load_state_dict(theirs, strict=True)
+    # only the weights the task's model has: ``from_pretrained`` adds parts (ViT's pooler)
+    # that the task built its encoder without
+    target.load_state_dict({key: theirs[key] for key in ours}, strict=True)
 
 
 def _config(source: str | Path, subfolder: str = "") -> Any:

@@ -82,6 +82,10 @@ class PretextTask(nn.Module):
     def on_step_end(self, step: int, total_steps: int) -> None:
         """Called by the loop after every optimizer step; default does nothing."""
 
+    def on_weights_loaded(self) -> None:
+        """Called after ``model.init_from`` copied an exported model into ``export_model()``:
+        tasks with an EMA teacher start it from the loaded student, not from its fresh init."""
+
     @property
     def backbone(self) -> nn.Module:
         """The pretrained encoder that evaluation and export use."""

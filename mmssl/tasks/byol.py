@@ -40,6 +40,9 @@ class BYOLTask(JointEmbeddingTask):
         loss = (byol_loss(p0, z1) + byol_loss(p1, z0)) / 2
         return TaskOutput(loss)
 
+    def on_weights_loaded(self) -> None:
+        ema_update(self.target_encoder, self.encoder, 0.0)
+
     def on_step_end(self, step: int, total_steps: int) -> None:
         momentum = momentum_at(step, total_steps, self.cfg.momentum)
         ema_update(self.target_encoder, self.encoder, momentum)

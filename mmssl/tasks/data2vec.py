@@ -230,6 +230,9 @@ class Data2VecTask(PretextTask):
             target_std = targets[mask].std(dim=0).mean()
         return TaskOutput(loss, {"masked_fraction": mask.float().mean(), "target_std": target_std})
 
+    def on_weights_loaded(self) -> None:
+        ema_update(self.teacher, self.encoder, 0.0)
+
     def on_step_end(self, step: int, total_steps: int) -> None:
         """EMA of the student encoder; momentum rises from ``momentum`` to ``final_momentum``."""
         momentum = momentum_at(step, total_steps, self.cfg.momentum, self.cfg.final_momentum)

@@ -89,6 +89,9 @@ class DINOTask(JointEmbeddingTask):
                                  "prototypes_used": probs.argmax(-1).unique().numel(),
                                  "teacher_temperature": temperature})
 
+    def on_weights_loaded(self) -> None:
+        ema_update(self.teacher_encoder, self.encoder, 0.0)
+
     def on_step_end(self, step: int, total_steps: int) -> None:
         """Move the teacher toward the student; momentum rises from ``momentum`` to 1."""
         self.step.fill_(step)

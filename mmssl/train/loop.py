@@ -23,6 +23,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
+from mmssl.backbones.checkpoint import adopt_checkpoint
 from mmssl.data.examples import (
     BAD_KEY,
     BAD_ROWS_KEY,
@@ -174,6 +175,7 @@ def _pretrain(
 
     checkpoint = prepare_run_dir(accelerator, run_dir, resume or cfg.resume, overwrite)
 
+    adopt_checkpoint(recipe)  # continued pretraining: the init_from checkpoint's architecture
     task = build_task(recipe)
     if recipe.model.init_from:
         init_weights(task, recipe.model.init_from)
