@@ -184,7 +184,7 @@ for _name, _module, _modality, _tasks, _help in (
      "BERT (BertModel; BertForMaskedLM for MLM) on the recipe's tokenizer, from a preset."),
     ("roberta", "bert", "text", ("mlm",),
      "RoBERTa (RobertaForMaskedLM) on the recipe's tokenizer, from the BERT presets."),
-    ("modernbert", "modernbert", "text", ("mlm", *_VIEWS),
+    ("modernbert", "modernbert", "text", ("mlm", *_VIEWS, "data2vec"),
      "ModernBERT (ModernBertModel: rotary positions, local/global attention) on the recipe's tokenizer."),
 ):
     BACKBONES.declare(_name, f"mmssl.backbones.{_module}", _help, modality=_modality, tasks=_tasks)

@@ -63,7 +63,7 @@ def tokenizer(tmp_path_factory):
 
 def modernbert_task(task: str, tokenizer: str, **fields):
     torch.manual_seed(0)
-    heads = {**HEADS, "mlm": {"mask_prob": 0.3}}
+    heads = {**HEADS, "mlm": {"mask_prob": 0.3}, "data2vec": {"modality": "text", "top_k": 2, "mask_prob": 0.3}}
     return build_task(recipe_from_dict({
         "task": {"name": task, **heads[task], **fields},
         "model": {"backbone": "modernbert", "preset": "nano",
@@ -116,7 +116,7 @@ def test_the_index_says_what_each_backbone_says():
      r"^model\.backbone: 'resnet' is a vision backbone; the task reads text$"),
     ({"task": {"name": "data2vec", "modality": "audio"}, "model": {"backbone": "ast"}},
      r"^model\.backbone: task 'data2vec' cannot use backbone 'ast' \(ast serves simclr, byol, dino; "
-     r"data2vec accepts bert, vit, wav2vec2\)$"),
+     r"data2vec accepts bert, modernbert, vit, wav2vec2\)$"),
     ({"task": {"name": "simclr"}, "model": {"backbone": "resnett"}}, r"did you mean 'resnet'"),
 ])
 def test_unsupported_backbone_is_a_one_line_recipe_error(fields, message):
@@ -205,11 +205,12 @@ def test_spectrogram_export_loads_with_automodel_and_its_feature_extractor(backb
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task_name", ["mlm", "simclr"])
+@pytest.mark.parametrize("task_name", ["mlm", "simclr", "data2vec"])
 def test_modernbert_learns_a_fixed_batch_and_exports(task_name, tokenizer, tmp_path):
     from transformers import AutoModel, ModernBertModel
 
     task = modernbert_task(task_name, tokenizer, **({"modality": "text"} if task_name == "simclr" else {}))
+    assert type(task.backbone).__name__ == "ModernBertModel"
     examples = []
     for i, example in enumerate(texts(task, 8)):
         torch.manual_seed(i)

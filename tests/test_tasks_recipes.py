@@ -79,7 +79,7 @@ def test_clip_flickr8k_runs_as_shipped_and_retrieval_prints_a_table(shared_data,
 
 #: recipes on the registry's other encoders (``model.backbone``)
 BACKBONE_RECIPES = ["simclr_resnet_cifar10", "byol_resnet_cifar10", "dino_resnet_cifar10",
-                    "simclr_ast_fsdd", "byol_ast_fsdd", "dino_ast_fsdd", "simclr_logmel_resnet_fsdd"]
+                    "simclr_ast_fsdd", "byol_ast_fsdd", "dino_ast_fsdd", "simclr_logmel_fsdd"]
 
 
 @pytest.mark.slow

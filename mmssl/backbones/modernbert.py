@@ -1,6 +1,6 @@
 """ModernBERT (``ModernBertModel``): rotary positions, alternating local/global attention,
-unpadded attention where flash-attention is installed (Warner et al., 2024); for MLM
-and the view tasks, on the recipe's tokenizer."""
+unpadded attention where flash-attention is installed (Warner et al., 2024); for MLM,
+the view tasks and data2vec, on the recipe's tokenizer."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def modernbert_config(model: ModelConfig, data: DataConfig, tokenizer: PreTraine
 
 
 MODERNBERT = register(Backbone(
-    name="modernbert", modality="text", model_type="modernbert", tasks=("mlm", *VIEW_TASKS),
+    name="modernbert", modality="text", model_type="modernbert", tasks=("mlm", *VIEW_TASKS, "data2vec"),
     build=lambda model, data, tokenizer: ModernBertModel(modernbert_config(model, data, tokenizer)),
     pooled=pooled_tokens, processor=tokenizer_of,
     masked_lm=lambda model, data, tokenizer: ModernBertForMaskedLM(modernbert_config(model, data, tokenizer)),

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import BertModel, ViTModel, Wav2Vec2Model
+from transformers import ViTModel, Wav2Vec2Model
 
+from mmssl.backbones.base import get_backbone
 from mmssl.losses.data2vec import data2vec_loss, data2vec_targets
 from mmssl.modalities.audio import (
     AudioAdapter,
@@ -30,7 +31,6 @@ from mmssl.modalities.pooling import masked_mean, pool
 from mmssl.modalities.text import (
     TextAdapter,
     TokenMasker,
-    bert_config,
     mask_per_example,
     pack_dataset,
     tokenize_dataset,
@@ -89,7 +89,8 @@ class _Text:
         self.adapter = TextAdapter(recipe.data.text, self.tokenizer)
         if self.masks_in_collator:
             self.masker = TokenMasker(self.tokenizer, recipe.task.mask_prob)
-        self.encoder = BertModel(bert_config(recipe.model, recipe.data.text, self.tokenizer), add_pooling_layer=False)
+        # BERT, or another text backbone data2vec accepts (model.backbone: modernbert)
+        self.encoder = get_backbone(recipe.model.backbone, "text").build(recipe.model, recipe.data, self.tokenizer)
 
     def prepare(self, dataset: Any) -> Any:
         text = self.recipe.data.text
