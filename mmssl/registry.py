@@ -166,7 +166,7 @@ for _name, _config, _help in (
 
 _VIEWS = ("simclr", "byol", "dino")
 for _name, _module, _modality, _tasks, _help in (
-    ("vit", "vit", "vision", (*_VIEWS, "data2vec", "clip", "mae"),
+    ("vit", "vit", "vision", (*_VIEWS, "data2vec", "data2vec2", "clip", "mae"),
      "ViT (ViTModel) from a preset: patch tokens, CLS or patch-mean pooling."),
     ("resnet", "resnet", "vision", _VIEWS,
      "ResNet (ResNetModel) from a preset (nano, tiny, resnet18/34/50); global average pooling."),
@@ -174,13 +174,13 @@ for _name, _module, _modality, _tasks, _help in (
      "ConvNeXt (ConvNextModel) from a preset (nano, tiny, small, base); layer-normed average pooling."),
     ("convnextv2", "convnext", "vision", _VIEWS,
      "ConvNeXt V2 (ConvNextV2Model, global response norm) from the ConvNeXt presets."),
-    ("wav2vec2", "wav2vec2", "audio", ("wav2vec2", *_VIEWS, "data2vec", "clip"),
+    ("wav2vec2", "wav2vec2", "audio", ("wav2vec2", *_VIEWS, "data2vec", "data2vec2", "clip"),
      "Wav2Vec2 (Wav2Vec2Model) on raw waveforms from a preset; mean over real frames."),
     ("ast", "ast", "audio", _VIEWS,
      "Audio Spectrogram Transformer (ASTModel) on log-mel patches (ASTFeatureExtractor)."),
     ("logmel_resnet", "resnet", "audio", _VIEWS,
      "ResNet over the one-channel log-mel spectrogram (ASTFeatureExtractor features)."),
-    ("bert", "bert", "text", ("mlm", *_VIEWS, "data2vec", "clip"),
+    ("bert", "bert", "text", ("mlm", *_VIEWS, "data2vec", "data2vec2", "clip"),
      "BERT (BertModel; BertForMaskedLM for MLM) on the recipe's tokenizer, from a preset."),
     ("roberta", "bert", "text", ("mlm",),
      "RoBERTa (RobertaForMaskedLM) on the recipe's tokenizer, from the BERT presets."),

@@ -188,3 +188,10 @@ def test_padding_is_never_seen_nor_predicted(tokenizer_dir):  # noqa: F811 (fixt
     assert not (kept.visible & ~real).any()
     masked = (~kept.visible & real).sum().item()
     assert out.metrics["masked_fraction"].item() == pytest.approx(masked / real.numel())
+
+
+@pytest.mark.parametrize("modality, backbone", [("vision", "vit"), ("text", "bert"), ("audio", "wav2vec2")])
+def test_the_default_backbones_serve_data2vec2(modality, backbone):
+    recipe = recipe_from_dict({"task": {"name": "data2vec2", "modality": modality},
+                               "model": {"backbone": backbone}, "data": {}})
+    assert recipe.model.backbone == backbone

@@ -30,7 +30,7 @@ def build(model: ModelConfig, data: DataConfig, tokenizer: Any) -> BertModel:
 
 
 BERT = register(Backbone(
-    name="bert", modality="text", model_type="bert", tasks=("mlm", *VIEW_TASKS, "data2vec", "clip"),
+    name="bert", modality="text", model_type="bert", tasks=("mlm", *VIEW_TASKS, "data2vec", "data2vec2", "clip"),
     build=build, pooled=pooled_tokens, processor=tokenizer_of,
     masked_lm=lambda model, data, tokenizer: BertForMaskedLM(bert_config(model, data.text, tokenizer)),
     lm_head=lambda mlm: mlm.cls,

@@ -28,7 +28,7 @@ def pooled(model: ViTModel, batch: dict[str, torch.Tensor], pooling: str) -> tor
 
 
 VIT = register(Backbone(
-    name="vit", modality="vision", model_type="vit", tasks=(*VIEW_TASKS, "data2vec", "clip", "mae"),
+    name="vit", modality="vision", model_type="vit", tasks=(*VIEW_TASKS, "data2vec", "data2vec2", "clip", "mae"),
     build=build, pooled=pooled, processor=lambda data, tokenizer=None: vit_processor(data.image),
     pipeline_tag="image-feature-extraction",
 ), __name__)

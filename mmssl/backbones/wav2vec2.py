@@ -29,7 +29,7 @@ def pooled(model: Wav2Vec2Model, batch: dict[str, torch.Tensor], pooling: str) -
 
 WAV2VEC2 = register(Backbone(
     name="wav2vec2", modality="audio", model_type="wav2vec2",
-    tasks=("wav2vec2", *VIEW_TASKS, "data2vec", "clip"),
+    tasks=("wav2vec2", *VIEW_TASKS, "data2vec", "data2vec2", "clip"),
     build=build, pooled=pooled, processor=lambda data, tokenizer=None: wav2vec2_processor(data.audio),
     poolings=("mean",), pipeline_tag="audio-classification",
 ), __name__)
