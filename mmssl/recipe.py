@@ -502,6 +502,13 @@ def shipped_recipes() -> dict[str, Path]:
     return {p.stem: p for p in sorted(SHIPPED_RECIPES.glob("*.yaml"))}
 
 
+def _recipe_hint(path: Path) -> str:
+    """A shipped recipe whose name is close to a missing file's, so a typo is one glance away."""
+    close = difflib.get_close_matches(path.stem, list(shipped_recipes()), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"; {hint}(`mmssl recipes` lists the shipped recipes)"
+
+
 def load_recipe(path: str | Path, overrides: Overrides = ()) -> Recipe:
     """Read, merge overrides into, and validate a recipe file (or a shipped recipe's name)."""
     path = Path(path)
@@ -509,6 +516,8 @@ def load_recipe(path: str | Path, overrides: Overrides = ()) -> Recipe:
         path = shipped_recipes()[str(path)]
     try:
         text = path.read_text()
+    except FileNotFoundError as err:
+        raise RecipeError(f"{path}: no such file or shipped recipe{_recipe_hint(path)}") from err
     except OSError as err:
         raise RecipeError(f"{path}: cannot read the recipe ({err.strerror})") from err
     try:

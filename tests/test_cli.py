@@ -64,7 +64,7 @@ def test_bad_override_is_one_clear_line_and_exit_code_2(capsys):
 
 def test_missing_recipe_file(capsys):
     assert main(["pretrain", "nope.yaml"]) == 2
-    assert "nope.yaml: cannot read the recipe" in capsys.readouterr().err
+    assert "nope.yaml: no such file or shipped recipe" in capsys.readouterr().err
 
 
 def test_missing_column_is_reported_before_training(tmp_path, capsys):

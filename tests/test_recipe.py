@@ -125,8 +125,15 @@ def test_saved_recipe_loads_back_identically(tmp_path):
     assert load_recipe(tmp_path / "resolved.yaml") == recipe
 
 
+def test_misspelled_recipe_name_suggests_the_shipped_one():
+    with pytest.raises(RecipeError, match="quickstrat: no such file or shipped recipe; did you mean 'quickstart'"):
+        load_recipe("quickstrat")
+    with pytest.raises(RecipeError, match="did you mean 'mae_mnist'"):
+        load_recipe("recipes/mae_mnsit.yaml")
+
+
 def test_unreadable_and_invalid_yaml_files(tmp_path):
-    with pytest.raises(RecipeError, match="cannot read the recipe"):
+    with pytest.raises(RecipeError, match="nope.yaml: no such file or shipped recipe"):
         load_recipe(tmp_path / "nope.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("task: [unclosed")

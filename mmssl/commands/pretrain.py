@@ -15,7 +15,7 @@ HELP = "pretrain with a recipe (YAML), optionally overriding fields as key.sub=v
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="path to a recipe YAML file")
+    parser.add_argument("recipe", help="a recipe YAML file, or a shipped recipe's name (see `mmssl recipes`)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.lr=3e-4")
     parser.add_argument(
         "--resume",
