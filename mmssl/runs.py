@@ -10,6 +10,7 @@ from mmssl.tasks.base import PretextTask, build_task
 from mmssl.train.checkpoint import (
     STATE_FILE,
     CheckpointError,
+    checkpoint_dirs,
     model_weights,
     newest_verified,
     verify_checkpoint,
@@ -69,6 +70,9 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> tuple
     recipe_file = run_dir / "recipe.yaml"
     if not recipe_file.is_file():
         raise CheckpointError(f"{run_dir}: no recipe.yaml (is it an mmssl run directory?)")
+    if checkpoint is not None and not Path(checkpoint).exists():
+        kept = ", ".join(p.name for p in checkpoint_dirs(run_dir)) or "none"
+        raise CheckpointError(f"{checkpoint}: no such checkpoint (the run keeps {kept})")
     recipe = load_recipe(recipe_file)
     task = build_task(recipe)
     init_weights(task, checkpoint or run_dir)

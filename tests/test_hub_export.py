@@ -124,3 +124,12 @@ def test_export_shows_progress_on_a_terminal_only(mae_export, tmp_path, monkeypa
     assert main(["export", str(run_dir), str(tmp_path / "shown")]) == 0
     err = capsys.readouterr().err
     assert "export run: loading the run" in err and "export run: writing shown" in err
+
+
+def test_a_missing_checkpoint_names_the_ones_the_run_kept(mae_export, tmp_path, capsys):
+    run_dir, _ = mae_export
+    missing = run_dir / "checkpoints" / "step_00000300"
+    assert main(["export", str(run_dir), str(tmp_path / "out"), "--checkpoint", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: no such checkpoint (the run keeps step_00000003)" in err
+    assert not (tmp_path / "out").exists()
