@@ -110,7 +110,9 @@ def test_export_refuses_a_non_empty_folder(mae_export, tmp_path, capsys):
     run_dir, _ = mae_export
     (tmp_path / "keep.txt").write_text("mine")
     assert main(["export", str(run_dir), str(tmp_path)]) == 2
-    assert "not empty" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not empty" in err and "not an mmssl export" in err
+    assert "pass --overwrite" not in err  # --overwrite would be refused too
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 

@@ -43,12 +43,13 @@ def check_out_dir(out_dir: Path, run_dir: Path, overwrite: bool, marker: str) ->
         raise FileExistsError(f"{out_dir} exists and is not a folder")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    if not overwrite:
-        raise FileExistsError(f"{out_dir} is not empty: choose another folder or pass --overwrite")
     if not (out / marker).is_file():
         raise FileExistsError(
-            f"{out_dir} is not an mmssl export (no {marker}); --overwrite replaces only an earlier export"
+            f"{out_dir} is not an mmssl export (no {marker}) and not empty: choose another folder "
+            "(--overwrite replaces only an earlier export)"
         )
+    if not overwrite:
+        raise FileExistsError(f"{out_dir} holds an earlier export: choose another folder or pass --overwrite")
 
 
 def swap_in(tmp: Path, out_dir: Path) -> None:
