@@ -1,4 +1,4 @@
-"""The docs show what ships: the README's annotated recipe is the shipped quickstart, and
+"""The docs show what ships: the README lists every shipped recipe, its annotated recipe is the shipped quickstart, and
 docs/api.md's example runs as written."""
 
 from __future__ import annotations
@@ -11,11 +11,24 @@ from pathlib import Path
 
 import pytest
 
+from mmssl.recipe import shipped_recipes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def code_blocks(path: Path, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", path.read_text(), re.S)
+
+
+def test_readme_recipe_table_lists_every_shipped_recipe():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Recipes"):].split("\n## ")[0]
+    listed = set()
+    for cell in re.findall(r"`recipes/([^`]+)\.yaml`", table):
+        head, _, rest = cell.partition("{")
+        options, _, tail = rest.partition("}")
+        listed |= {head + option + tail for option in options.split(",")} if rest else {cell}
+    assert set(shipped_recipes()) - listed == set()
 
 
 def test_readme_recipe_is_the_shipped_quickstart():
