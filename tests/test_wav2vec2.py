@@ -217,7 +217,7 @@ def test_corrupt_audio_fails_with_its_index_and_keeps_earlier_checkpoints(tmp_pa
         train={"max_steps": 4, "save_every": 1, "keep_last": 5},
         output_dir=str(tmp_path / "run"),
     )
-    with pytest.raises(BadExampleError, match=f"example {bad}: "):
+    with pytest.raises(BadExampleError, match=rf"example {bad} \(.*train.parquet row {bad}\): "):
         pretrain(cfg)
     saved = checkpoint_dirs(tmp_path / "run")
     steps = [int(p.name.split("_")[1]) for p in saved]
