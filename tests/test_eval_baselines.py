@@ -100,3 +100,16 @@ def test_markdown_table_has_a_column_per_baseline_and_the_verdicts():
     assert "| linear | 1% | 0.5000 | 0.2000 | 0.4000 | - | 1.0000 |" in table
     assert "| finetune | 10% | 0.8000 | - | 0.6000 | 0.7000 | 1.0000 |" in table
     assert "- linear: pretrained beats random init at every label fraction;" in table
+
+
+def test_linear_probe_standardises_with_the_unlabelled_split_so_absent_sparse_terms_stay_small():
+    from mmssl.eval.linear import linear_probe
+
+    # column 0 separates the classes; column 1 is a term the labelled subset never contains
+    train = (torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]]), torch.tensor([1, 0, 1, 0]))
+    test = (torch.tensor([[1.0, 0.5], [-1.0, 0.5]] * 10), torch.tensor([1, 0] * 10))
+    unlabelled = torch.cat([train[0], torch.tensor([[0.0, 1.0], [0.0, 0.0]] * 4)])
+    scaled = linear_probe(train, train, test, 2, [0.1], [0.0], 50, scale_from=unlabelled)
+    assert scaled.top1 == 1.0
+    # scaled by the subset alone, the absent term is divided by ~0 and swamps the probe
+    assert linear_probe(train, train, test, 2, [0.1], [0.0], 50).top1 == 0.5

@@ -1,7 +1,10 @@
 """Linear probe: a linear classifier on frozen, standardised features.
 
-Features are standardised with the training subset's statistics (MAE's BatchNorm-without-
-affine before the probe), then a linear layer is trained with AdamW and a cosine schedule
+Features are standardised (MAE's BatchNorm-without-affine before the probe) with the
+statistics of ``scale_from``: ``mmssl eval`` passes the whole training split's features,
+which needs no label; the default is the labelled subset itself. A small subset of sparse
+features (TF-IDF) would otherwise give the terms it lacks a scale of ~0 and blow them up on
+the test split. Then a linear layer is trained with AdamW and a cosine schedule
 for each (learning rate, weight decay) of a small grid. The pair with the best validation
 top-1 is kept and its model is scored on the test split.
 
@@ -72,8 +75,10 @@ def linear_probe(
     weight_decays: Sequence[float] = (0.0, 1e-4),
     epochs: int = 100,
     seed: int = 0,
+    scale_from: torch.Tensor | None = None,
 ) -> ProbeResult:
-    """Sweep the grid on ``val``, return the test accuracy of the best probe."""
+    """Sweep the grid on ``val``, return the test accuracy of the best probe; features are
+    standardised with the statistics of ``scale_from`` (default: ``train``'s features)."""
     grid = list(itertools.product(lrs, weight_decays))
     if not grid:
         raise ValueError("linear probe: the lr/weight-decay grid is empty")
@@ -85,8 +90,9 @@ def linear_probe(
             "example), so the lr/weight-decay grid cannot be swept: give at least two examples "
             "per class, or set eval.linear_lrs and eval.linear_weight_decays to one value each"
         )
-    mean = train[0].float().mean(0)
-    std = train[0].float().std(0, unbiased=False).clamp(min=1e-6)
+    scale_from = train[0] if scale_from is None else scale_from
+    mean = scale_from.float().mean(0)
+    std = scale_from.float().std(0, unbiased=False).clamp(min=1e-6)
 
     def norm(x: torch.Tensor) -> torch.Tensor:
         return (x.float() - mean) / std

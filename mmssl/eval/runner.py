@@ -97,7 +97,7 @@ def score_features(
         if protocol == "linear":
             probe = linear_probe(
                 train.rows(rows), train.rows(data["val_rows"]), (test.x, test.y), data["num_classes"],
-                cfg.linear_lrs, cfg.linear_weight_decays, cfg.linear_epochs, seed,
+                cfg.linear_lrs, cfg.linear_weight_decays, cfg.linear_epochs, seed, scale_from=train.x,
             )
             scores = dataclasses.asdict(probe)
         else:
