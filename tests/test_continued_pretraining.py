@@ -134,3 +134,14 @@ def test_pretrain_continues_from_a_checkpoint_and_reloads_without_it(tmp_path):
     for key, value in source.state_dict().items():  # lr 1e-9: still the checkpoint's weights
         if not key.endswith(("running_mean", "running_var", "num_batches_tracked")):
             torch.testing.assert_close(task.backbone.state_dict()[key], value, atol=1e-6, rtol=0)
+
+
+def test_dry_run_counts_the_checkpoint_architecture(tmp_path):
+    from mmssl.train.dry_run import dry_run
+
+    save_source("resnet", tmp_path / "source")
+    _, task = continued("resnet", tmp_path / "source")
+    recipe = recipe_from_dict({"task": {"name": "byol", **HEADS["byol"]}, "data": DIGITS,
+                               "model": {"preset": "nano", "init_from": str(tmp_path / "source")},
+                               "train": {"batch_size": 8, "max_steps": 1}})
+    assert dry_run(recipe).parameters == sum(p.numel() for p in task.parameters())

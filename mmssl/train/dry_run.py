@@ -46,6 +46,7 @@ def _eval_sizes(recipe: Recipe, required: tuple[str, ...]) -> dict[str, int]:
 
 def dry_run(recipe: Recipe) -> DryRun:
     """Check the recipe's data, tokenizer and model; count examples, parameters and steps."""
+    from mmssl.backbones.checkpoint import adopt_checkpoint
     from mmssl.data.sources import load_data
     from mmssl.tasks.base import build_task
     from mmssl.train.loop import build_loader, total_steps
@@ -54,6 +55,7 @@ def dry_run(recipe: Recipe) -> DryRun:
     if (cfg.max_steps is None) == (cfg.epochs is None):
         raise ValueError("train: set exactly one of max_steps or epochs")
     built = copy.deepcopy(recipe)
+    adopt_checkpoint(built)  # as pretrain does: a transformers init_from gives the architecture
     with tempfile.TemporaryDirectory(prefix="mmssl-dry-run-") as tmp:
         text = built.data.text
         if not text.tokenizer and not (recipe.run_dir / "tokenizer" / "tokenizer.json").is_file():
