@@ -1,5 +1,6 @@
-"""kNN and linear-probe accuracy on CIFAR-10 after the same short pretraining budget for
-each image SSL task, against the same architecture at random init (the floor), in one run.
+"""kNN and linear-probe accuracy after the same short pretraining budget for each SSL
+recipe (image ones on CIFAR-10, the spectrogram-encoder ones on FSDD), against the same
+architecture at random init (the floor), in one run.
 
 Run from the repository root (recipes read ../shared/data):
 
@@ -35,6 +36,14 @@ RECIPES = {
     "dino_cifar10": ("dino_cifar10", []),
     "data2vec_vision_cifar10": ("data2vec_vision_cifar10", []),
     "mae_cifar10": ("mae_mnist", ["name=mae_cifar10", *CIFAR10]),
+    # the registry's other encoders (model.backbone); the FSDD ones probe on FSDD's test split
+    "simclr_resnet_cifar10": ("simclr_resnet_cifar10", []),
+    "byol_resnet_cifar10": ("byol_resnet_cifar10", []),
+    "dino_resnet_cifar10": ("dino_resnet_cifar10", []),
+    "simclr_ast_fsdd": ("simclr_ast_fsdd", []),
+    "byol_ast_fsdd": ("byol_ast_fsdd", []),
+    "dino_ast_fsdd": ("dino_ast_fsdd", []),
+    "simclr_logmel_fsdd": ("simclr_logmel_fsdd", ["eval=null"]),  # no monitor during the run
 }
 
 #: schedule lengths given in steps, scaled from the recipe's max_steps to the budget
