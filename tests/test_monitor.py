@@ -39,6 +39,17 @@ def test_a_spread_embedding_has_full_rank_and_no_alarm():
     assert rankme(spread[:, :4] @ torch.randn(4, 32, generator=torch.Generator().manual_seed(1))) <= 4.0
 
 
+def test_a_narrow_cone_is_no_collapse_until_its_spread_drops_tenfold():
+    # rows 20 * (1, ..., 1) + noise: L2-normalised they spread 1/20 of a full sphere, as
+    # mean-pooled transformer features do at random init; kNN still separates them
+    cone = 20 * torch.ones(300, 32) + torch.randn(300, 32, generator=torch.Generator().manual_seed(0))
+    first = representation_health(cone)
+    assert 0.03 < first["monitor/feature_std"] < 0.08 and first["monitor/collapse"] == 0.0
+    later = representation_health(cone, first_std=first["monitor/feature_std"])
+    assert later["monitor/collapse"] == 0.0
+    assert representation_health(cone, first_std=20 * first["monitor/feature_std"])["monitor/collapse"] == 1.0
+
+
 def test_monitor_every_must_not_be_negative():
     with pytest.raises(RecipeError, match="eval.monitor_every: must be at least 0"):
         recipe_from_dict({"task": {"name": "mae"}, "data": {"source": "sklearn_digits"}}, ["eval.monitor_every=-1"])
