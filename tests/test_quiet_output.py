@@ -20,7 +20,8 @@ def test_a_local_image_folder_loads_without_a_download_bar(tmp_path, capfd):
         folder = tmp_path / "train" / ("ab"[i % 2])
         folder.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (8, 8), (i, i, i)).save(folder / f"{i}.png")
-    data = load_data(DataConfig(source="imagefolder", path=str(tmp_path)), required=("image",))
+    config = DataConfig(source="imagefolder", path=str(tmp_path), holdout_fraction=0.0)
+    data = load_data(config, required=("image",))  # all 20 files, none held out
     assert len(data) == 20
     assert "Downloading data" not in capfd.readouterr().err
 
