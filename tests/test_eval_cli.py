@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import yaml
@@ -89,6 +90,16 @@ def test_mmssl_eval_overrides_and_reuses_cached_features(evaluated_run, capsys):
     assert set(report["results"]["random_init"]["knn"]) == {"1.0"}
     assert cache.stat().st_mtime_ns == stamp  # same checkpoint and data: features reused
     assert "| knn | 100% |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_mmssl_eval_shows_progress_on_a_terminal_only(evaluated_run, monkeypatch, capsys):
+    args = ["eval", str(evaluated_run), "label_fractions=[1.0]", "--protocol", "finetune"]
+    assert main(args) == 0
+    assert "finetune 1" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(args) == 0
+    assert "pretrained finetune 1" in capsys.readouterr().err
 
 
 def test_mmssl_eval_rejects_an_unknown_field(tmp_path, capsys):
