@@ -261,10 +261,13 @@ def test_text_view_batches_shapes_and_seeds(tokenizer_dir):
     assert torch.equal(joined["attention_mask"].sum(1)[:6], lengths)
 
 
-def fixed_batch_losses(task, batch: dict, steps: int) -> list[float]:
+def fixed_batch_losses(task, batch: dict, steps: int, reseed: bool = False) -> list[float]:
+    """Losses of ``steps`` AdamW steps on one batch; ``reseed`` seeds each step's masks by its index."""
     optimizer = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=2e-3)
     losses = []
     for step in range(steps):
+        if reseed:
+            torch.manual_seed(step)
         out = task(batch)
         optimizer.zero_grad()
         out.loss.backward()
