@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -112,3 +113,14 @@ def test_the_wheel_ships_the_recipes(tmp_path):
     wheel = next((tmp_path / "dist").glob("mmssl-*.whl"))
     names = {Path(n).stem for n in zipfile.ZipFile(wheel).namelist() if n.startswith("mmssl/recipes/")}
     assert names == {p.stem for p in (ROOT / "recipes").glob("*.yaml")}
+
+
+def test_a_closed_pipe_ends_the_listing_without_a_traceback():
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "mmssl", "recipes"], cwd=ROOT,
+                            stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    os.close(read_end)  # the reader is gone before mmssl writes, as with ``| head`` on a long list
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
