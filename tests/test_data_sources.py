@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmssl.data.examples import BadExampleError, MapExamples, SkippingCollator
+from mmssl.data.examples import BadExampleError, MapExamples, SkippingCollator, example_seed
 from mmssl.data.sources import DataError, load_data
 from mmssl.modalities.vision import VisionAdapter
 from mmssl.recipe import DataConfig, ImageConfig
@@ -86,6 +86,21 @@ def test_augmentations_depend_on_seed_epoch_and_index_only(shared_data):
     assert torch.equal(examples[1]["pixel_values"], first)
     examples.set_epoch(1)
     assert not torch.equal(examples[1]["pixel_values"], first)
+
+
+def test_example_views_are_those_of_a_manual_seed_and_leave_the_global_rng_alone(shared_data):
+    """Seeding only the CPU generator (the fast path) draws exactly the views that
+    ``torch.manual_seed(example_seed(...))`` drew, so runs and pinned losses stay the same."""
+    ds = load_data(cifar(shared_data, split="test", max_examples=4))
+    adapter = VisionAdapter(ImageConfig(size=16))
+    examples = MapExamples(ds, adapter.preprocess, "raise", seed=3)
+    examples.set_epoch(2)
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    views = examples[1]["pixel_values"]
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(example_seed(3, 2, 1))
+    assert torch.equal(adapter.preprocess(ds[1])["pixel_values"], views)
 
 
 def test_hub_source_passes_id_config_split_and_streaming(monkeypatch):

