@@ -22,9 +22,9 @@ import torch
 
 from mmssl.eval.alignment import evaluate_alignment
 from mmssl.recipe import load_recipe
-from mmssl.runs import load_run
 from mmssl.tasks.base import build_task
 from mmssl.train.loop import pretrain
+from mmssl.weights import load_run
 
 
 def table(scores: dict[str, dict[str, Any]]) -> str:

@@ -195,8 +195,8 @@ def resume_and_compare(run_dir: Path, reference: dict, fault: str, lost: int, no
     import torch
 
     from mmssl.recipe import recipe_from_dict
-    from mmssl.train.checkpoint import model_weights
     from mmssl.train.loop import pretrain
+    from mmssl.weights import model_weights
 
     result = pretrain(recipe_from_dict(RECIPE, [f"output_dir={run_dir}"]), resume="auto")
     weights = model_weights(result.checkpoint)
@@ -254,8 +254,8 @@ def run_all(points: int, seed: int, root: Path, phases: tuple[str, ...] = SAVE_P
     import torch
 
     from mmssl.recipe import recipe_from_dict
-    from mmssl.train.checkpoint import model_weights
     from mmssl.train.loop import pretrain
+    from mmssl.weights import model_weights
 
     torch.set_num_threads(1)
     reference_run = pretrain(recipe_from_dict(RECIPE, [f"output_dir={root / 'reference'}"]))

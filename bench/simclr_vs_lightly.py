@@ -44,10 +44,9 @@ from mmssl.eval.subsets import train_val_split
 from mmssl.losses.nt_xent import nt_xent_loss
 from mmssl.modalities.vision import vit_config
 from mmssl.recipe import EvalConfig, Recipe, load_recipe
-from mmssl.runs import find_checkpoint
 from mmssl.tasks.base import build_task
-from mmssl.train.checkpoint import model_weights
 from mmssl.train.loop import pretrain
+from mmssl.weights import find_checkpoint, model_weights
 
 try:
     import lightly

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 
-from mmssl.registry import TASKS, RegistryError
+from mmssl.registry import BACKBONES, TASKS, RegistryError
 
 
 class RecipeError(ValueError):
@@ -477,8 +477,6 @@ def _check_backbones(recipe: Recipe, loader: _Loader) -> None:
     """A backbone its task cannot use is a one-line error when the recipe loads (read from
     the registry's index: no torch import). Tasks without ``task.modality`` (MAE, MLM,
     wav2vec 2.0) are served by backbones of their one modality only."""
-    from mmssl.registry import BACKBONES
-
     task = recipe.task.name
     for key, name, modality in _chosen_backbones(recipe):
         try:

@@ -18,9 +18,9 @@ from pathlib import Path
 import yaml
 from accelerate import Accelerator
 
+from mmssl.errors import CheckpointError
 from mmssl.recipe import recipe_from_dict
 from mmssl.tasks.mae import MAETask
-from mmssl.train.checkpoint import CheckpointError
 from mmssl.train.loop import pretrain
 
 RANK = int(os.environ.get("RANK", "0"))

@@ -12,8 +12,8 @@ from mmssl.cli import main
 from mmssl.eval.alignment import evaluate_alignment
 from mmssl.eval.runner import random_init_task
 from mmssl.recipe import recipe_from_dict
-from mmssl.runs import load_run
 from mmssl.train.loop import pretrain
+from mmssl.weights import load_run
 
 
 @pytest.mark.slow

@@ -11,12 +11,11 @@ from test_clip_task import SMALL_W2V, av_mnist
 
 from mmssl.cli import main
 from mmssl.data.sources import load_data
-from mmssl.hub.load import load_dual_encoder
 from mmssl.modalities.tokenizer import train_tokenizer
 from mmssl.recipe import recipe_from_dict
-from mmssl.runs import init_weights, load_run
 from mmssl.tasks.base import build_task
 from mmssl.train.loop import pretrain
+from mmssl.weights import init_weights, load_dual_encoder, load_run
 
 SMALL_BERT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 PROMPTS = ["the spoken digit {name}", "someone says {name}"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mmssl.data.pairing import prompt_texts
 from mmssl.eval.retrieval import labels_relevance, recall_at_k, retrieval_metrics
-from mmssl.eval.zero_shot import class_prototypes, prompt_labels, prompt_texts, zero_shot_accuracy
+from mmssl.eval.zero_shot import class_prototypes, prompt_labels, zero_shot_accuracy
 
 
 def test_recall_at_k_counts_a_query_once_any_relevant_item_is_in_its_top_k():

@@ -8,9 +8,9 @@ from test_clip_task import SMALL_VIT, SMALL_W2V
 
 from mmssl.data.sources import DataError
 from mmssl.recipe import recipe_from_dict
-from mmssl.runs import load_run
 from mmssl.tasks.base import build_task
 from mmssl.train.loop import pretrain
+from mmssl.weights import load_run
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

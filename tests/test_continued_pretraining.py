@@ -26,8 +26,8 @@ from mmssl.backbones.checkpoint import adopt_checkpoint
 from mmssl.errors import CheckpointError
 from mmssl.modalities.tokenizer import train_tokenizer
 from mmssl.recipe import recipe_from_dict
-from mmssl.runs import init_weights, load_run
 from mmssl.tasks.base import build_task
+from mmssl.weights import init_weights, load_run
 
 DIGITS = {"source": "sklearn_digits", "image": {"size": 16, "channels": 1, "mean": [0.5], "std": [0.5]}}
 HEADS = {"simclr": {"projection_dim": 16, "projection_hidden_dim": 32},

@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard
 
 from mmssl.hub.card import eval_rows, model_card
 from mmssl.recipe import EvalConfig
-from mmssl.runs import load_run
+from mmssl.weights import load_run
 
 
 @pytest.fixture(scope="module")

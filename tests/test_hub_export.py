@@ -13,7 +13,7 @@ from PIL import Image
 
 from mmssl.cli import main
 from mmssl.data.sources import load_data
-from mmssl.runs import load_run
+from mmssl.weights import load_run
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,11 @@ import pytest
 import torch
 from hub_helpers import TINY_MAE, train_tiny_mae
 
+from mmssl.errors import CheckpointError
 from mmssl.hub import export
-from mmssl.hub.load import is_pretrained_source
 from mmssl.recipe import recipe_from_dict
-from mmssl.runs import init_weights, load_run
 from mmssl.tasks.base import build_task
-from mmssl.train.checkpoint import CheckpointError
+from mmssl.weights import init_weights, is_pretrained_source, load_run
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from mmssl.data.examples import MapExamples
 from mmssl.modalities.text import IGNORE_INDEX
 from mmssl.modalities.tokenizer import train_tokenizer
 from mmssl.recipe import recipe_from_dict
-from mmssl.runs import load_run
 from mmssl.tasks.base import build_task
+from mmssl.weights import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

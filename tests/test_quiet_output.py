@@ -12,7 +12,8 @@ from transformers import BertConfig, BertForMaskedLM
 
 from mmssl.data.sources import load_data
 from mmssl.recipe import DataConfig
-from mmssl.train.checkpoint import model_weights, save_checkpoint
+from mmssl.train.checkpoint import save_checkpoint
+from mmssl.weights import model_weights
 
 
 def test_a_local_image_folder_loads_without_a_download_bar(tmp_path, capfd):

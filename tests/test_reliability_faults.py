@@ -16,15 +16,11 @@ import pytest
 import torch
 from test_resume import RECIPE as RESUME_RECIPE
 
+from mmssl.errors import CheckpointError
 from mmssl.recipe import recipe_from_dict
 from mmssl.tasks.mae import MAETask
-from mmssl.train.checkpoint import (
-    CheckpointError,
-    checkpoint_dirs,
-    latest_checkpoint,
-    model_weights,
-)
 from mmssl.train.loop import TrainingDivergedError, pretrain
+from mmssl.weights.checkpoints import checkpoint_dirs, latest_checkpoint, model_weights
 
 TINY_MAE = {
     "name": "faults",

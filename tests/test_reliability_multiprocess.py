@@ -18,8 +18,8 @@ import yaml
 from test_reliability_faults import TINY_MAE
 
 from mmssl.recipe import recipe_from_dict
-from mmssl.train.checkpoint import checkpoint_dirs, model_weights
 from mmssl.train.loop import pretrain
+from mmssl.weights.checkpoints import checkpoint_dirs, model_weights
 
 REPO = Path(__file__).resolve().parents[1]
 # 48 examples, a global batch of 16: 3 steps an epoch; step 4 sits in the second epoch

@@ -8,9 +8,10 @@ import shutil
 import pytest
 import torch
 
+from mmssl.errors import CheckpointError
 from mmssl.recipe import recipe_from_dict
-from mmssl.train.checkpoint import CheckpointError, checkpoint_dirs, model_weights
 from mmssl.train.loop import pretrain
+from mmssl.weights.checkpoints import checkpoint_dirs, model_weights
 
 RECIPE = {
     "name": "resume",

@@ -17,15 +17,11 @@ import yaml
 from test_reliability_faults import TINY_MAE, assert_same_weights, one_thread, recipe  # noqa: F401
 
 from mmssl.cli import main
+from mmssl.errors import CheckpointError
 from mmssl.hub.output_dir import check_out_dir
-from mmssl.train.checkpoint import (
-    CheckpointError,
-    checkpoint_dirs,
-    latest_checkpoint,
-    model_weights,
-)
 from mmssl.train.loop import pretrain
 from mmssl.train.run_lock import LOCK_FILE, RunLockedError, run_lock
+from mmssl.weights.checkpoints import checkpoint_dirs, latest_checkpoint, model_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -268,7 +264,7 @@ def test_fp16_grad_scaler_state_survives_a_resume(run_copy, monkeypatch):
 
 
 def test_export_and_eval_skip_a_corrupt_latest_checkpoint_saying_so(run_copy, tmp_path):
-    from mmssl.runs import find_checkpoint
+    from mmssl.weights import find_checkpoint
 
     broken = run_copy / "checkpoints" / "step_00000012" / "model.safetensors"
     broken.write_bytes(broken.read_bytes()[:100])

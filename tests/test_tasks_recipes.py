@@ -36,7 +36,7 @@ def test_recipe_runs_end_to_end(name, shared_data, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_clip_from_ssl_towers_recipe_chain(shared_data, tmp_path, monkeypatch):
     """mae_mnist and wav2vec2_fsdd runs, then clip_av_mnist_ssl starting its towers from them."""
-    from mmssl.runs import load_run
+    from mmssl.weights import load_run
 
     monkeypatch.chdir(ROOT)
     short = ["train.max_steps=2", "train.batch_size=8", "train.progress=false", "data.max_examples=64"]
@@ -88,7 +88,7 @@ def test_backbone_recipe_runs_and_exports_to_automodel(name, shared_data, tmp_pa
     from transformers import AutoModel
 
     from mmssl.hub import export
-    from mmssl.runs import load_run
+    from mmssl.weights import load_run
 
     monkeypatch.chdir(ROOT)
     out = tmp_path / name

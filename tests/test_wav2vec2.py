@@ -20,8 +20,8 @@ from mmssl.modalities.audio import compute_span_mask
 from mmssl.recipe import recipe_from_dict
 from mmssl.tasks.base import build_task
 from mmssl.tasks.wav2vec2 import sample_negatives
-from mmssl.train.checkpoint import STATE_FILE, checkpoint_dirs
 from mmssl.train.loop import pretrain
+from mmssl.weights.checkpoints import STATE_FILE, checkpoint_dirs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -258,7 +258,7 @@ def test_cli_runs_the_fsdd_recipe(shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_resume_with_length_grouping_gives_the_same_weights(tmp_path):
-    from mmssl.train.checkpoint import model_weights
+    from mmssl.weights import model_weights
 
     data = write_parquet(tmp_path / "train.parquet", corrupt=set())
     common = {"data": {"data_files": {"train": str(data)}, "group_by_length": True}}

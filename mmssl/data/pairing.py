@@ -37,6 +37,16 @@ def class_names(dataset: Any, column: str = "label") -> list[str] | None:
     return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
 
 
+def prompt_texts(class_names: Sequence[str], templates: Sequence[str]) -> list[str]:
+    """Every template filled with every class name, grouped by class (class-major order)."""
+    if not templates:
+        raise ValueError("zero-shot needs at least one prompt template, e.g. 'a photo of a {name}'")
+    bad = [t for t in templates if "{name}" not in t]
+    if bad:
+        raise ValueError(f"prompt templates need a '{{name}}' placeholder: {bad}")
+    return [t.format(name=name) for name in class_names for t in templates]
+
+
 class ClassPairing:
     """For each label, the partner examples with that label; draws one at random per call."""
 

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from mmssl.errors import DataError
 from mmssl.recipe import DataConfig
-from mmssl.registry import DATA_SOURCES
+from mmssl.registry import DATA_SOURCES, RegistryError
 
 Dataset = datasets.Dataset | datasets.IterableDataset
 
@@ -216,8 +216,6 @@ def load_data(
     With ``keep``, only those columns (of the ones the data has) are kept: pretraining never
     reads a label column, so a string or missing label cannot break its batches.
     """
-    from mmssl.registry import RegistryError
-
     try:
         source = DATA_SOURCES.get(cfg.source).obj
     except RegistryError as err:

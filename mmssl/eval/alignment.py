@@ -15,14 +15,13 @@ from typing import Any
 
 import torch
 
-from mmssl.data.pairing import class_names
+from mmssl.data.pairing import class_names, prompt_texts
 from mmssl.data.sources import load_data
 from mmssl.eval.retrieval import labels_relevance, retrieval_metrics
-from mmssl.eval.zero_shot import class_prototypes, prompt_labels, prompt_texts, zero_shot_accuracy
-from mmssl.hub.load import is_dual_encoder, load_dual_encoder
+from mmssl.eval.zero_shot import class_prototypes, prompt_labels, zero_shot_accuracy
 from mmssl.progress import progress_bar
-from mmssl.runs import load_run
 from mmssl.tasks.clip import ClipTask
+from mmssl.weights import is_dual_encoder, load_dual_encoder, load_run
 
 
 @torch.no_grad()

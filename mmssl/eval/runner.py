@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmssl.data.sources import HOLDOUT_SOURCES, HOLDOUT_SPLIT, DataError, load_data
+from mmssl.data.eval_split import eval_data_configs
+from mmssl.data.sources import load_data
 from mmssl.eval.alignment import evaluate_alignment
 from mmssl.eval.features import Features, cached_features, extract_features
 from mmssl.eval.finetune import finetune
@@ -34,10 +35,10 @@ from mmssl.eval.raw import raw_input_features
 from mmssl.eval.report import write_report
 from mmssl.eval.subsets import label_subsets, train_val_split
 from mmssl.recipe import DataConfig, EvalConfig, Recipe, recipe_from_dict, recipe_to_dict
-from mmssl.runs import find_checkpoint, load_run
 from mmssl.tasks.base import PretextTask, build_task
 from mmssl.tasks.clip import ClipTask
 from mmssl.train.run_lock import locked_run
+from mmssl.weights import find_checkpoint, load_run
 
 
 def resolve_eval_config(recipe: Recipe, overrides: list[str] = (), source: str = "") -> EvalConfig:
@@ -45,34 +46,6 @@ def resolve_eval_config(recipe: Recipe, overrides: list[str] = (), source: str =
     tree = recipe_to_dict(recipe)
     tree["eval"] = tree.get("eval") or {}
     return recipe_from_dict(tree, [f"eval.{o}" for o in overrides], source).eval
-
-
-def eval_data_configs(recipe: Recipe, cfg: EvalConfig) -> tuple[DataConfig, DataConfig]:
-    """Data sections for the train and test splits of the evaluation."""
-    base = cfg.data or dataclasses.replace(recipe.data, max_examples=None)
-    base = dataclasses.replace(base, streaming=False)
-    held_out = base.source in HOLDOUT_SOURCES and base.holdout_fraction and cfg.test_split == HOLDOUT_SPLIT
-    if base.data_files and cfg.test_split not in base.data_files and not held_out:
-        where = "eval.data" if cfg.data else "data"
-        raise DataError(
-            f"{where}.data_files has no {cfg.test_split!r} split (eval.test_split): add "
-            f"{where}.data_files.{cfg.test_split}=<file>, or point eval.data at labelled data"
-        )
-    test = dataclasses.replace(base, split=cfg.test_split)
-    _refuse_training_data_as_test(base, test, "eval.data" if cfg.data else "data")
-    return base, test
-
-
-def _refuse_training_data_as_test(train: DataConfig, test: DataConfig, where: str) -> None:
-    """Scores on the rows the probes fit would measure memory, not what was learned."""
-    files = train.data_files or {}
-    same_files = train.split in files and files.get(test.split) == files[train.split]
-    if test.split == train.split or same_files:
-        raise DataError(
-            f"eval.test_split: {test.split!r} is the data the probes train on ({where} split "
-            f"{train.split!r}), so its scores would not show what was learned: name a held-out "
-            f"split (e.g. eval.test_split=test), or point eval.data at labelled data that has one"
-        )
 
 
 def _load_split(data: DataConfig, task: PretextTask, label: str, limit: int | None, seed: int) -> Any:

@@ -2,7 +2,8 @@
 
 The class embeddings come from prompt templates (``"a photo of the digit {name}"``,
 averaged over templates as CLIP does) or from class prototypes (the mean embedding of the
-other modality's examples of each class, e.g. spoken digits for images of digits).
+other modality's examples of each class, e.g. spoken digits for images of digits). The
+prompts themselves are ``mmssl.data.pairing.prompt_texts``, which CLIP also trains a tokenizer on.
 """
 
 from __future__ import annotations
@@ -11,16 +12,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-
-
-def prompt_texts(class_names: Sequence[str], templates: Sequence[str]) -> list[str]:
-    """Every template filled with every class name, grouped by class (class-major order)."""
-    if not templates:
-        raise ValueError("zero-shot needs at least one prompt template, e.g. 'a photo of a {name}'")
-    bad = [t for t in templates if "{name}" not in t]
-    if bad:
-        raise ValueError(f"prompt templates need a '{{name}}' placeholder: {bad}")
-    return [t.format(name=name) for name in class_names for t in templates]
 
 
 def class_prototypes(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -39,7 +30,7 @@ def class_prototypes(embeddings: torch.Tensor, labels: torch.Tensor, num_classes
 
 
 def prompt_labels(num_classes: int, num_templates: int) -> torch.Tensor:
-    """The class of each text of :func:`prompt_texts`."""
+    """The class of each text of :func:`mmssl.data.pairing.prompt_texts`."""
     return torch.arange(num_classes).repeat_interleave(num_templates)
 
 

@@ -1,7 +1,6 @@
-"""Publishing runs: transformers-format export, model cards, push to the Hub, loading back."""
+"""Publishing runs: transformers-format export, model cards, push to the Hub (loading back: ``mmssl.weights``)."""
 
 from mmssl.hub.export import ENCODER_DIR, export
-from mmssl.hub.load import load_pretrained
 from mmssl.hub.push import HubError, push
 
-__all__ = ["ENCODER_DIR", "HubError", "export", "load_pretrained", "push"]
+__all__ = ["ENCODER_DIR", "HubError", "export", "push"]

@@ -18,10 +18,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from mmssl.eval.report import alignment_rows
 from mmssl.hub.formats import ExportParts, export_parts
-from mmssl.hub.load import RECIPE_FILE, is_pretrained_source
 from mmssl.hub.usage import dual_encoder_usage, encoder_usage
 from mmssl.recipe import DataConfig, EvalConfig, Recipe, recipe_to_dict
-from mmssl.train.checkpoint import STATE_FILE, latest_checkpoint
+from mmssl.weights import is_pretrained_source
+from mmssl.weights.checkpoints import STATE_FILE, latest_checkpoint
+from mmssl.weights.exports import RECIPE_FILE
 
 #: how downstream tasks are named in ``model-index``, by modality.
 EVAL_TASK_TYPES = {"vision": "image-classification", "text": "text-classification",

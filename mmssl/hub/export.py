@@ -29,7 +29,7 @@ transformers dual-encoder class; they export as a dual-encoder folder (docs/hub.
       <modality>/              each tower: a plain transformers folder (AutoModel) with
         config.json, model.safetensors, <processor files>   its processor or tokenizer
 
-``mmssl.hub.load.load_dual_encoder`` rebuilds the task from it.
+``mmssl.weights.load_dual_encoder`` rebuilds the task from it.
 """
 
 from __future__ import annotations
@@ -44,17 +44,17 @@ from safetensors.torch import save_file
 
 from mmssl.hub.card import model_card
 from mmssl.hub.formats import export_parts, save_processor
-from mmssl.hub.load import (
+from mmssl.hub.output_dir import check_out_dir, swap_in
+from mmssl.progress import progress_bar
+from mmssl.recipe import save_recipe
+from mmssl.weights import load_run
+from mmssl.weights.exports import (
     DUAL_ENCODER_FILE,
     DUAL_ENCODER_FORMAT,
     PRETRAINING_DIR,
     PROJECTIONS_FILE,
     RECIPE_FILE,
 )
-from mmssl.hub.output_dir import check_out_dir, swap_in
-from mmssl.progress import progress_bar
-from mmssl.recipe import save_recipe
-from mmssl.runs import load_run
 
 ENCODER_DIR = "encoder"
 

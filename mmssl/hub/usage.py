@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmssl.hub.formats import FORMATS, ExportParts, load_kwargs
-from mmssl.hub.load import PRETRAINING_DIR
+from mmssl.weights.exports import PRETRAINING_DIR
 
 #: the pipeline call of tags that take more than the modality's input.
 _PIPELINE_CALLS = {
@@ -112,7 +112,7 @@ def dual_encoder_usage(task: Any, repo: str) -> str:
         "mmssl rebuilds the whole model (towers, pooling, projections, logit scale):\n\n"
         "```python\n"
         "from huggingface_hub import snapshot_download\n"
-        "from mmssl.hub.load import load_dual_encoder\n"
+        "from mmssl.weights import load_dual_encoder\n"
         "from mmssl.eval.alignment import embed_values\n\n"
         f'model = load_dual_encoder(snapshot_download("{repo}"))  # or a local folder\n'
         f'embeddings = embed_values(model, "{task.modalities[0]}", [...])  # raw cells, as in the data set\n'

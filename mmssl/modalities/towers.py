@@ -3,19 +3,18 @@
 A tower turns one dataset cell (an image, a caption, a recording) into model inputs,
 batches them, and encodes a batch to one pooled feature vector per example. Its backbone
 is a transformers model built fresh from a preset, or loaded from an mmssl run directory
-or an exported transformers folder (``init_from``), so that a CLIP model can start from
+or an exported transformers folder (``init_from``, through ``mmssl.weights.load_backbone``), so that a CLIP model can start from
 MAE, MLM or wav2vec 2.0 pretraining.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import (
-    AutoModel,
+    BertModel,
     CLIPImageProcessor,
     PreTrainedModel,
     ViTConfig,
@@ -26,52 +25,13 @@ from transformers import (
 from mmssl.modalities.audio import AudioAdapter, valid_frames, wav2vec2_config, wav2vec2_processor
 from mmssl.modalities.configs import TowerConfig
 from mmssl.modalities.pooling import masked_mean, pool
+from mmssl.modalities.text import TextAdapter, bert_config, load_tokenizer
 from mmssl.modalities.vision import VisionAdapter, vit_config, vit_processor
 from mmssl.recipe import DataConfig, ModelConfig
+from mmssl.weights import load_backbone
 
 #: the dataset column (role) each modality reads.
 ROLES = {"vision": "image", "text": "text", "audio": "audio"}
-
-
-#: the attribute of a ``VisionTextDualEncoderModel`` that holds each tower.
-_DUAL_ENCODER_TOWERS = {"vision": "vision_model", "text": "text_model"}
-
-
-def _task_backbone(task: Any, modality: str) -> PreTrainedModel:
-    """A task's backbone; of a clip task, the tower of ``modality``."""
-    towers = getattr(task, "towers", None)
-    if towers is not None:
-        if modality not in towers:
-            raise ValueError(f"init_from: the clip run has towers {list(towers)}, none for {modality!r}")
-        return towers[modality].model
-    return task.backbone
-
-
-def load_backbone(path: str, modality: str) -> PreTrainedModel:
-    """The ``modality`` backbone of an mmssl run (or checkpoint), an export, or a transformers folder.
-
-    A clip run or a dual-encoder export gives its tower of that modality; an image-text
-    ``VisionTextDualEncoderModel`` export its vision or text model.
-    """
-    from mmssl.hub.load import is_dual_encoder
-    from mmssl.runs import find_checkpoint, load_run
-
-    where = Path(path)
-    if is_dual_encoder(where):
-        if not (where / modality / "config.json").is_file():
-            raise FileNotFoundError(f"init_from: the dual-encoder export {path!r} has no {modality}/ tower")
-        where = where / modality
-    if (where / "config.json").is_file():
-        model = AutoModel.from_pretrained(str(where))
-        return getattr(model, _DUAL_ENCODER_TOWERS.get(modality, ""), model)
-    if (where / "recipe.yaml").is_file():
-        return _task_backbone(load_run(where)[1], modality)
-    if where.is_dir():
-        checkpoint = find_checkpoint(where)
-        return _task_backbone(load_run(checkpoint.parents[1], checkpoint)[1], modality)
-    raise FileNotFoundError(
-        f"init_from: {path!r} is neither an mmssl run directory nor a transformers folder (config.json)"
-    )
 
 
 _VIT_FIELDS = (
@@ -214,10 +174,6 @@ class TextTower(Tower):
     modality = "text"
 
     def __init__(self, cfg: TowerConfig, data: DataConfig) -> None:
-        from transformers import BertModel
-
-        from mmssl.modalities.text import TextAdapter, bert_config, load_tokenizer
-
         pooling = "pooler" if cfg.pooling == "auto" else cfg.pooling
         tokenizer = load_tokenizer(data.text)
         if cfg.init_from:

@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmssl.data.pairing import ClassPairing, PromptText, class_names, pick_caption
+from mmssl.data.pairing import ClassPairing, PromptText, class_names, pick_caption, prompt_texts
 from mmssl.data.sources import DataError, load_data
-from mmssl.eval.zero_shot import prompt_texts
 from mmssl.heads.projection import ProjectionHead
 from mmssl.losses.infonce import clip_logit_scale, clip_loss, init_log_scale
 from mmssl.modalities.tokenizer import flatten_texts

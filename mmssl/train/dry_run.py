@@ -5,7 +5,8 @@ counts what the run would do: examples, parameters, steps and epochs. Nothing is
 to the run directory; a tokenizer the run would train goes to a temporary folder.
 
 The data, task and loop modules are imported inside the functions, so that :class:`DryRun`
-(a result type of the Python API) is importable without torch.
+(a result type of the Python API, which ``import mmssl`` reaches) is importable without torch:
+this keeps ``mmssl --help`` fast, it hides no cycle.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def _eval_sizes(recipe: Recipe, required: tuple[str, ...]) -> dict[str, int]:
     """Example counts of the eval splits, when the recipe evaluates after training."""
     if recipe.eval is None or "alignment" in recipe.eval.protocols:
         return {}
+    from mmssl.data.eval_split import eval_data_configs
     from mmssl.data.sources import load_data
-    from mmssl.eval.runner import eval_data_configs
 
     label = (recipe.eval.label_column,)
     return {cfg.split: len(load_data(cfg, required=required + label))

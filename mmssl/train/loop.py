@@ -18,11 +18,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import accelerate
+import datasets
 import torch
+import transformers
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
+from mmssl import __version__
 from mmssl.backbones.checkpoint import adopt_checkpoint
 from mmssl.data.examples import (
     BAD_KEY,
@@ -38,13 +42,13 @@ from mmssl.data.length_grouping import LengthGroupedSampler
 from mmssl.data.sources import RowLocator, load_data, row_locator
 from mmssl.errors import TrainingDivergedError
 from mmssl.recipe import Recipe, recipe_to_dict, save_recipe
-from mmssl.runs import init_weights
 from mmssl.tasks.base import PretextTask, build_task
 from mmssl.train.checkpoint import load_checkpoint, save_checkpoint
 from mmssl.train.logging import MetricsLogger, Progress, build_trackers
 from mmssl.train.optim import build_optimizer, build_scheduler
 from mmssl.train.resume import prepare_run_dir
 from mmssl.train.run_lock import run_lock
+from mmssl.weights import init_weights
 
 
 @dataclass
@@ -110,15 +114,9 @@ def total_steps(recipe: Recipe, loader: DataLoader, num_processes: int) -> int:
 
 
 def environment(accelerator: Accelerator, precision: str) -> dict[str, Any]:
-    import accelerate
-    import datasets
-    import transformers
-
-    import mmssl
-
     device = accelerator.device
     return {
-        "mmssl": mmssl.__version__,
+        "mmssl": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,

@@ -28,14 +28,14 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from mmssl.train.checkpoint import (
+from mmssl.errors import CheckpointError
+from mmssl.train.checkpoint import fsync_dir
+from mmssl.weights.checkpoints import (
     CHECKPOINTS,
     PREFIX,
     STATE_FILE,
-    CheckpointError,
     checkpoint_dirs,
     checkpoint_step,
-    fsync_dir,
     newest_verified,
     verify_checkpoint,
 )

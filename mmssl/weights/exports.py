@@ -1,11 +1,12 @@
-"""``model.init_from`` for exported folders and Hub ids: weights into the task's model.
+"""Exported folders and Hub ids as weight sources: the export layout's names, and reading
+the weights back into a task.
 
-The source is loaded with the class of the task's own ``export_model()`` and its weights
-are copied in, so the recipe's architecture must match the exported one; a mismatch is an
-error that lists the differing weights rather than a silent partial load, and so is a task
-whose ``export_model()`` is a copy (CLIP's dual encoder) rather than its own modules. An
-export whose root is the plain encoder (MAE) holds the pretraining model in ``pretraining/``;
-it is read from there.
+``load_pretrained`` loads the source with the class of the task's own ``export_model()``
+and copies its weights in, so the recipe's architecture must match the exported one; a
+mismatch is an error that lists the differing weights rather than a silent partial load,
+and so is a task whose ``export_model()`` is a copy (CLIP's dual encoder) rather than its
+own modules. An export whose root is the plain encoder (MAE) holds the pretraining model in
+``pretraining/``; it is read from there.
 
 ``load_dual_encoder`` reads the folder format of CLIP pairs without a transformers class
 (``[vision, audio]``, ``[audio, text]``; see ``mmssl.hub.export``) back as a clip task.
@@ -23,7 +24,10 @@ from safetensors.torch import load_file
 from transformers import AutoConfig
 
 from mmssl.backbones.checkpoint import is_transformers_checkpoint
-from mmssl.train.checkpoint import CheckpointError
+from mmssl.errors import CheckpointError
+from mmssl.modalities.configs import TowerConfig
+from mmssl.recipe import Recipe, load_recipe
+from mmssl.registry import TASKS
 
 DUAL_ENCODER_FILE = "mmssl_dual_encoder.json"
 DUAL_ENCODER_FORMAT = "mmssl-dual-encoder/1"
@@ -34,11 +38,15 @@ RECIPE_FILE = "mmssl_recipe.yaml"
 PRETRAINING_DIR = "pretraining"
 
 
+def build_task(recipe: Recipe) -> Any:
+    """The task the recipe names, looked up in the registry (as ``mmssl.tasks.base.build_task``
+    does): weights load below the tasks, so they reach a task class by name only."""
+    return TASKS.get(recipe.task.name).obj.from_recipe(recipe)
+
+
 def is_pretrained_source(source: str | Path) -> bool:
     """A transformers folder (``config.json``) or, when no such path exists, a Hub id."""
     return is_transformers_checkpoint(source)
-
-
 def load_pretrained(task: Any, source: str | Path) -> None:
     """Copy the weights of an exported folder or Hub model into ``task.export_model()``."""
     target = task.export_model()
@@ -102,10 +110,6 @@ def load_dual_encoder(folder: str | Path) -> Any:
     normalisation, sampling rate) and the data of ``mmssl retrieval``; the JSON gives the
     model's shape; each tower is read with ``AutoModel`` through ``towers.<m>.init_from``.
     """
-    from mmssl.modalities.towers import TowerConfig
-    from mmssl.recipe import load_recipe
-    from mmssl.tasks.base import build_task
-
     folder = Path(folder)
     try:
         spec = json.loads((folder / DUAL_ENCODER_FILE).read_text())
