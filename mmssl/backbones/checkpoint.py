@@ -6,7 +6,7 @@ Before the task is built, the checkpoint's config picks the registered backbone 
 fields go under the recipe's ``model.config`` (the recipe's own entries still win, e.g. a
 dropout), and its tokenizer becomes ``data.text.tokenizer`` when the recipe has none. The
 task then builds that architecture with its pretext head and the loop copies the weights
-in (``mmssl.hub.load.load_pretrained``); heads the checkpoint lacks start fresh. The
+in (``mmssl.weights.load_pretrained``); heads the checkpoint lacks start fresh. The
 resolved recipe saved with the run names everything, so the run reloads without the source.
 """
 
