@@ -77,9 +77,10 @@ def main() -> None:
     result = pretrain(path, overrides)
     elapsed = time.time() - started
     states = sorted(run_dir.glob("checkpoints/*/trainer_state.json"))
-    pretrain_s = json.loads(states[-1].read_text())["elapsed_s"] if states else float("nan")
+    state = json.loads(states[-1].read_text()) if states else {}
+    wall_s, cpu_s = state.get("elapsed_s", float("nan")), state.get("cpu_s", float("nan"))
     print(f"recipe {path} {' '.join(args.overrides)}: {result.step} steps, pretraining "
-          f"{pretrain_s / 60:.1f} min, pretraining + eval {elapsed / 60:.1f} min wall, "
+          f"{wall_s / 60:.1f} min wall, {cpu_s / 60:.1f} CPU-min; pretraining + eval {elapsed / 60:.1f} min wall, "
           f"load avg after {os.getloadavg()[0]:.1f}")
     report = result.eval.report
     print(table(report["results"]))

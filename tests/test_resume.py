@@ -11,7 +11,7 @@ import torch
 from mmssl.errors import CheckpointError
 from mmssl.recipe import recipe_from_dict
 from mmssl.train.loop import pretrain
-from mmssl.weights.checkpoints import checkpoint_dirs, model_weights
+from mmssl.weights.checkpoints import checkpoint_dirs, model_weights, write_manifest
 
 RECIPE = {
     "name": "resume",
@@ -87,3 +87,18 @@ def test_same_seed_same_weights_different_seed_different(tmp_path):
     key = "model.vit.embeddings.patch_embeddings.projection.weight"
     assert torch.equal(a[key], b[key])
     assert not torch.equal(a[key], c[key])
+
+
+def test_trainer_state_counts_cpu_seconds_across_a_resume(tmp_path):
+    """``cpu_s`` (process CPU time, the budget benchmarks state) grows per checkpoint and a
+    resumed run adds to the checkpoint's count instead of starting again from zero."""
+    run(tmp_path, "cpu", ["train.max_steps=2", "train.save_every=1"])
+    first, second = (json.loads((d / "trainer_state.json").read_text())
+                     for d in checkpoint_dirs(tmp_path / "cpu"))
+    assert 0.0 < first["cpu_s"] <= second["cpu_s"]
+    shutil.rmtree(checkpoint_dirs(tmp_path / "cpu")[-1])
+    state_file = checkpoint_dirs(tmp_path / "cpu")[0] / "trainer_state.json"
+    state_file.write_text(json.dumps({**first, "cpu_s": 1000.0}))
+    write_manifest(state_file.parent)  # a verified checkpoint, as if step 1 had taken 1000 s
+    resumed = run(tmp_path, "cpu", ["train.max_steps=2", "train.save_every=1"], resume="auto")
+    assert json.loads((resumed.checkpoint / "trainer_state.json").read_text())["cpu_s"] > 1000.0

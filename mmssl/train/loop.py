@@ -194,7 +194,8 @@ def _pretrain(
     plain_task: PretextTask = accelerator.unwrap_model(task)
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples": 0,
-             "bad_examples": 0, "bad_rows": [], "seen_examples": 0, "nan_skips": 0, "elapsed_s": 0.0}
+             "bad_examples": 0, "bad_rows": [], "seen_examples": 0, "nan_skips": 0, "elapsed_s": 0.0,
+             "cpu_s": 0.0}
     if checkpoint is not None:
         state.update(load_checkpoint(accelerator, checkpoint))
         accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
@@ -212,10 +213,12 @@ def _pretrain(
     window_loss = torch.zeros((), device=accelerator.device)
     window_steps, window_samples, window_start = 0, 0, time.perf_counter()
     run_start = time.perf_counter() - state["elapsed_s"]
+    cpu_start = time.process_time() - state["cpu_s"]  # this process's CPU time, all its threads
     task.train()
 
     def save() -> Path:
         state["elapsed_s"] = time.perf_counter() - run_start
+        state["cpu_s"] = time.process_time() - cpu_start
         return save_checkpoint(accelerator, run_dir, state, cfg.keep_last)
 
     try:
