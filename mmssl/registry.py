@@ -1,6 +1,6 @@
 """One registry type for everything that is chosen by name in a recipe.
 
-Tasks, backbones, data sources and heads each get a :class:`Registry`. Each registry has a
+Tasks, backbones, modalities, data sources and heads each get a :class:`Registry`. Each registry has a
 declarative index (the ``declare`` calls at the end of this file): per name, the module that
 registers it, a one-line help and, for tasks, the torch-free config class. ``mmssl list``
 and recipe validation read only the index, so they never import torch; ``get`` imports the
@@ -54,8 +54,9 @@ def _resolve(target: str) -> Any:
 class Registry:
     """A name -> object map with a decorator to fill it, a lazy index and helpful misses."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, plural: str | None = None) -> None:
         self.kind = kind
+        self.plural = plural or f"{kind}s"
         self._entries: dict[str, Entry] = {}
         self._index: dict[str, Declared] = {}
 
@@ -78,6 +79,10 @@ class Registry:
             return obj
 
         return add
+
+    def unregister(self, name: str) -> None:
+        """Remove a registered entry (a plugin's or a test's); the index is left as it is."""
+        self._entries.pop(name, None)
 
     def _unknown(self, name: str) -> RegistryError:
         names = self.names()
@@ -129,6 +134,7 @@ TASKS = Registry("task")
 BACKBONES = Registry("backbone")
 DATA_SOURCES = Registry("data source")
 HEADS = Registry("head")
+MODALITIES = Registry("modality", "modalities")
 
 #: ``mmssl list KIND``: the registries by the name the command takes.
 ALL: dict[str, Registry] = {
@@ -136,6 +142,7 @@ ALL: dict[str, Registry] = {
     "backbones": BACKBONES,
     "data": DATA_SOURCES,
     "heads": HEADS,
+    "modalities": MODALITIES,
 }
 
 
@@ -188,6 +195,13 @@ for _name, _module, _modality, _tasks, _help in (
      "ModernBERT (ModernBertModel: rotary positions, local/global attention) on the recipe's tokenizer."),
 ):
     BACKBONES.declare(_name, f"mmssl.backbones.{_module}", _help, modality=_modality, tasks=_tasks)
+
+for _name, _help in (
+    ("vision", "Images (column 'image'): torchvision v2 crops, patch tokens; ViT, ResNet or ConvNeXt encoders."),
+    ("text", "Texts (column 'text'): a trained or named tokenizer, padded or packed ids; BERT or ModernBERT encoders."),
+    ("audio", "Waveforms (column 'audio'): decoded and resampled, padded with masks; Wav2Vec2 or spectrogram encoders."),
+):
+    MODALITIES.declare(_name, f"mmssl.modalities.{_name}", _help)
 
 DATA_SOURCES.declare("hub", "mmssl.data.sources", "A dataset id on the Hugging Face Hub (path), with optional config name.")
 for _builder in ("parquet", "imagefolder", "audiofolder", "text", "csv", "json"):

@@ -50,9 +50,9 @@ def test_quickstart_runs_and_reports_its_run_directory(tmp_path):
 def test_list_shows_every_registry(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out
-    for heading in ("tasks:", "backbones:", "data sources:", "heads:"):
+    for heading in ("tasks:", "backbones:", "data sources:", "heads:", "modalities:"):
         assert heading in text
-    assert "mae" in text and "resnet" in text and "sklearn_digits" in text
+    assert "mae" in text and "resnet" in text and "sklearn_digits" in text and "  audio " in text
 
 
 def test_bad_override_is_one_clear_line_and_exit_code_2(capsys):

@@ -34,7 +34,7 @@ def test_prompts_train_the_tokenizer_into_the_run_dir(shared_data, tmp_path):
     assert (out / "tokenizer.json").is_file()
     _, task = load_run(tmp_path / "run")
     assert task.recipe.data.text.tokenizer == str(out)
-    tokenizer = task.towers["text"].tokenizer
+    tokenizer = task.towers["text"].modality.tokenizer
     prompts = [p.format(name=n) for n in DIGITS for p in ("someone says {name}", "the digit {name}")]
     assert _unknown(tokenizer, prompts) == []
     assert len(tokenizer) < 200  # learned from these prompts only, not a general vocabulary
@@ -55,7 +55,7 @@ def test_captions_train_the_tokenizer(shared_data, tmp_path):
     captions = datasets.load_dataset(
         "parquet", data_files=str(shared_data / "flickr8k_1k/test.parquet"), split="train[:20]"
     )["captions"]
-    assert _unknown(task.towers["text"].tokenizer, [c for group in captions for c in group]) == []
+    assert _unknown(task.towers["text"].modality.tokenizer, [c for group in captions for c in group]) == []
     assert recipe.data.text.tokenizer == str((tmp_path / "run" / "tokenizer").absolute())
 
 

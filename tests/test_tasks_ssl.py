@@ -97,7 +97,7 @@ def test_dino_center_tracks_the_teacher_outputs():
     task = make_task("dino")
     batch = batches(task)
     with torch.no_grad():
-        global_crops = torch.cat([batch["views_0"], batch["views_1"]])
+        global_crops = task.join(task.view_batches(batch)[:2])
         mean = task.teacher_head(task.features(task.teacher_encoder, global_crops)).mean(0)
         task(batch)
     assert torch.allclose(task.center, 0.1 * mean, atol=1e-6)
@@ -120,7 +120,7 @@ def test_no_collapse_after_short_training(name):
         task.on_step_end(step + 1, 8)
         losses.append(out.loss.item())
     with torch.no_grad():
-        pixels = batches(task, 64, start=500, train=False)["pixel_values"]
+        pixels = batches(task, 64, start=500, train=False)
         embeddings = F.normalize(HEAD_OF[name](task)(task.features(task.encoder, pixels)), dim=1)
     std = embeddings.std(dim=0).mean().item()
     assert std > 0.1 / embeddings.shape[1] ** 0.5
@@ -163,7 +163,7 @@ def test_dino_teacher_neither_uniform_nor_one_prototype_after_short_training():
         task.on_step_end(step + 1, steps)
         losses.append(out.loss.item())
     with torch.no_grad():
-        pixels = batches(task, 64, start=1300, train=False)["pixel_values"]
+        pixels = batches(task, 64, start=1300, train=False)
         features = task.features(task.teacher_encoder, pixels)
         logits = task.teacher_head(features)
         probs = torch.softmax((logits - task.center) / task.cfg.teacher_temperature, dim=-1)

@@ -244,7 +244,7 @@ def test_audio_view_batches_shapes_and_seeds():
 
 def test_text_view_batches_shapes_and_seeds(tokenizer_dir):
     task = text_task("simclr", tokenizer_dir)
-    tok = task.inputs.tokenizer
+    tok = task.modality.tokenizer
     examples = texts(task, 6)
     batch = train_batch(task, examples)
     assert set(batch) == {f"views_{k}_{key}" for k in (0, 1) for key in ("input_ids", "attention_mask")}
@@ -371,10 +371,10 @@ def test_unsupported_combinations_are_clear_errors(tokenizer_dir):
 
 def test_text_task_views_keep_cls_and_sep_but_may_drop_unk(tokenizer_dir):
     task = text_task("simclr", tokenizer_dir, text_views={"token_dropout": 0.9, "span_deletion_prob": 0.0})
-    tok = task.inputs.tokenizer
+    tok = task.modality.tokenizer
     assert tok.unk_token_id is not None
     ids = torch.tensor([tok.cls_token_id] + [tok.unk_token_id] * 50 + [tok.sep_token_id])
     torch.manual_seed(0)
-    out = task.inputs.views(ids)
+    out = task.modality.text_views(ids)
     assert out[0] == tok.cls_token_id and out[-1] == tok.sep_token_id
     assert 3 <= len(out) < 20

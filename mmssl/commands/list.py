@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     for kind, registry in ALL.items():
         if args.kind and kind != args.kind:
             continue
-        print(f"{registry.kind}s:")
+        print(f"{registry.plural}:")
         for entry in registry:
             tasks = entry.facts.get("tasks")
             print(f"  {entry.name:<16} {entry.help}" + (f" [tasks: {', '.join(tasks)}]" if tasks else ""))

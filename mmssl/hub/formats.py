@@ -37,7 +37,7 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from mmssl.backbones.base import Backbone, get_backbone
-from mmssl.modalities.towers import as_vit
+from mmssl.modalities.vision import as_vit
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,12 @@ FORMATS.update({
     "logmel_resnet": replace(FORMATS["audio"], pooled=_CONV_POOLED,
                              forward='encoder(pixel_values=inputs["input_values"].unsqueeze(1))'),
 })
+
+#: a modality without an entry (a plugin's): its processor read as a feature extractor, a mean.
+GENERIC_FORMAT = ModalityFormat(
+    "AutoFeatureExtractor", "values", "values", {"mean": "hidden.mean(dim=1)"},
+    "values: one example's cell, as in the data set",
+)
 
 #: models whose class serves a pipeline of its own: transformers' mappings, plus the image-text
 #: dual encoder, which its zero-shot pipeline runs (logging that it is "not supported").
@@ -146,7 +152,7 @@ class ExportParts:
 
     @property
     def format(self) -> ModalityFormat:
-        return FORMATS.get(self.backbone.name, FORMATS[self.backbone.modality])
+        return FORMATS.get(self.backbone.name) or FORMATS.get(self.backbone.modality, GENERIC_FORMAT)
 
 
 def export_parts(task: Any) -> ExportParts:

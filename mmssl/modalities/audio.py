@@ -1,6 +1,6 @@
-"""Audio adapter: decode and resample waveforms with torchcodec (FFmpeg), crop and
+"""The audio modality: decode and resample waveforms with torchcodec (FFmpeg), crop and
 normalize them, pad batches with attention masks, mask spans of latent frames, and build
-Wav2Vec2 backbones from transformers configs.
+Wav2Vec2 configs; :class:`AudioModality` is the ``audio`` entry of ``MODALITIES``.
 
 Decoding happens per example in ``preprocess`` (so a corrupt file is a counted bad example,
 not a crash inside the dataset iterator); masking happens on the batch, per example from
@@ -9,15 +9,19 @@ its true length, so every epoch sees new masks and padding is never masked.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 import torchaudio
 from torch import nn
-from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
+from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
+from mmssl.augment.audio import AudioViews
+from mmssl.modalities.base import Modality, ViewRequest, register
 from mmssl.modalities.configs import make_config, preset_fields
-from mmssl.recipe import AudioConfig, ModelConfig
+from mmssl.modalities.pooling import masked_mean
+from mmssl.recipe import AudioConfig, ModelConfig, Recipe
 
 
 class AudioBackendError(RuntimeError):
@@ -314,3 +318,56 @@ def compute_span_mask(
         mask[:, offset : offset + width] |= starts[:, :width]
     return mask
 
+
+
+# ----------------------------------------------------------------------------- modality
+
+
+@register
+class AudioModality(Modality):
+    """Waveforms from the ``audio`` column: each example is decoded and normalized once (the
+    audio adapter), then each view crops and augments that waveform (``task.audio_views``;
+    local views are shorter crops); views are padded with attention masks, and spectrogram
+    encoders get each padded batch as fixed-length log-mel features (``Backbone.featurize``)."""
+
+    name = "audio"
+    column = "audio"
+    default_backbone = "wav2vec2"
+    pad_values = {"input_values": 0.0, "attention_mask": 0}
+
+    def __init__(self, recipe: Recipe, backbone: str | None = None, views: ViewRequest | None = None,
+                 corpus: Any = None) -> None:
+        super().__init__(recipe, backbone, views)
+        self.adapter = AudioAdapter(recipe.data.audio)
+        if views is not None:
+            audio, rate = recipe.task.audio_views, recipe.data.audio.sampling_rate
+            local = replace(audio, crop_seconds=audio.local_crop_seconds)
+            self.views = [AudioViews(audio, rate)] * views.count + [AudioViews(local, rate)] * views.num_local
+
+    def example_lengths(self, dataset: Any) -> list[int]:
+        return self.adapter.example_lengths(dataset)
+
+    def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
+        return self.adapter.preprocess(example, train)
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Padded waveforms, or the backbone's features of them (log-mel spectrograms)."""
+        batch = self.adapter.collate(items)
+        featurize = self.backbone.featurize
+        return featurize(batch, self.recipe.data) if featurize else batch
+
+    def augment(self, example: dict[str, Any]) -> list[torch.Tensor]:
+        wave = self.adapter.preprocess(example, train=True)["input_values"]
+        return [{"input_values": view(wave)} for view in self.views]
+
+    def adopt_tower_encoder(self, model: nn.Module, pooling: str) -> nn.Module:
+        return model if isinstance(model, Wav2Vec2Model) else getattr(model, "wav2vec2", model)
+
+    def tower_features(self, encoder: nn.Module, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+        """Masked mean over the real frames, or the first frame (``cls``). Unlike the view
+        tasks' pooling, a tower leaves Wav2Vec2's own time masking on in training."""
+        mask = batch.get("attention_mask")
+        hidden = encoder(input_values=batch["input_values"], attention_mask=mask).last_hidden_state
+        if pooling == "cls":
+            return hidden[:, 0]
+        return masked_mean(hidden, None if mask is None else valid_frames(encoder, mask))

@@ -1,9 +1,11 @@
-"""Text adapter: tokenizers, BERT/RoBERTa backbone configs, padding, packing and BERT masking.
+"""The text modality: tokenizers, BERT/RoBERTa backbone configs, padding, packing and BERT
+masking; :class:`TextModality` is the ``text`` entry of ``MODALITIES``.
 
-Public API (used by MLM, data2vec text and the CLIP text tower):
+Public API (used by MLM, data2vec text, the view tasks and the CLIP text tower):
 
 - :func:`load_tokenizer` reads ``data.text.tokenizer`` (a directory written by
-  ``mmssl tokenizer train`` or any ``AutoTokenizer`` folder).
+  ``mmssl tokenizer train`` or any ``AutoTokenizer`` folder); :func:`ensure_tokenizer`
+  trains one into the run directory first when the recipe names none.
 - :func:`bert_config` / :func:`roberta_config` (for ``mmssl.backbones.bert``) build
   transformers configs from a preset (nano/tiny/small/base) plus ``model.config`` overrides.
 - :class:`TextAdapter` tokenizes one text (``preprocess``) and pads a batch with an
@@ -17,15 +19,29 @@ Public API (used by MLM, data2vec text and the CLIP text tower):
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase, RobertaConfig
+from accelerate import PartialState
+from torch import nn
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    PreTrainedTokenizerBase,
+    RobertaConfig,
+)
 
+from mmssl.augment.text import TextViews
 from mmssl.data.examples import BadExampleError
-from mmssl.modalities.configs import make_config, preset_fields
-from mmssl.recipe import ModelConfig, TextConfig
+from mmssl.data.sources import load_data
+from mmssl.modalities.base import Modality, ViewRequest, register
+from mmssl.modalities.configs import TowerConfig, make_config, preset_fields
+from mmssl.modalities.tokenizer import iter_texts, train_tokenizer
+from mmssl.recipe import ModelConfig, Recipe, TextConfig
 
 IGNORE_INDEX = -100
 
@@ -65,6 +81,33 @@ def load_tokenizer(text: TextConfig) -> PreTrainedTokenizerBase:
     if tokenizer.pad_token_id is None:
         raise ValueError(f"data.text.tokenizer: {text.tokenizer!r} has no padding token")
     return tokenizer
+
+
+def ensure_tokenizer(
+    recipe: Recipe, texts: Callable[[], Iterable[str | None]] | None = None
+) -> PreTrainedTokenizerBase:
+    """The recipe's tokenizer; if none is named, train one into the run dir and name it in
+    the recipe (so the saved recipe reloads it).
+
+    It learns from ``texts()`` (called only when training; CLIP passes its captions or
+    prompts), by default the data's ``text`` column.
+    """
+    text = recipe.data.text
+    if not text.tokenizer:
+        # absolute, so that the run (recipe.yaml) loads from any working directory
+        out = recipe.run_dir.absolute() / "tokenizer"
+        # under several processes the main one trains it and the others wait, then load it
+        with PartialState().main_process_first():
+            if not (out / "tokenizer.json").is_file():
+                if texts is None:
+                    sample = iter_texts(load_data(recipe.data, required=("text",)), text.tokenizer_sample)
+                else:
+                    sample = islice(texts(), text.tokenizer_sample)
+                train_tokenizer(sample, out, vocab_size=text.vocab_size, model_type=text.tokenizer_model,
+                                lowercase=text.lowercase, max_sentences=text.tokenizer_sample,
+                                model_max_length=text.max_length)
+        text.tokenizer = str(out)
+    return load_tokenizer(text)
 
 
 # --------------------------------------------------------------------------- backbones
@@ -323,3 +366,67 @@ def mask_per_example(
         ids, row_labels = masker(input_ids[row : row + 1, :length], torch.Generator().manual_seed(int(seed)))
         corrupted[row, :length], labels[row, :length] = ids[0], row_labels[0]
     return corrupted, labels
+
+
+# --------------------------------------------------------------------------- modality
+
+
+@register
+class TextModality(Modality):
+    """Texts from the ``text`` column on the recipe's tokenizer (trained into the run dir,
+    from ``corpus`` or the text column, when none is named): tokenized once in ``prepare``
+    (packed or one text per example), span deletion and token dropout as training views
+    (no local views), padded id batches, BERT or ModernBERT encoders."""
+
+    name = "text"
+    column = "text"
+    default_backbone = "bert"
+    tower_pooling = "pooler"
+    tower_poolings = ("pooler", "cls", "mean")
+    local_views = False
+
+    def __init__(self, recipe: Recipe, backbone: str | None = None, views: ViewRequest | None = None,
+                 corpus: Callable[[], Iterable[str | None]] | None = None) -> None:
+        super().__init__(recipe, backbone, views)
+        self.tokenizer = ensure_tokenizer(recipe, corpus)
+        self.adapter = TextAdapter(recipe.data.text, self.tokenizer)
+        self.pad_values = {"input_ids": self.tokenizer.pad_token_id, "attention_mask": 0}
+        if views is not None:
+            # [UNK] stands for ordinary text, so views may drop it like any other token
+            kept = [i for i in self.tokenizer.all_special_ids if i != self.tokenizer.unk_token_id]
+            self.text_views = TextViews(recipe.task.text_views, kept)
+
+    def prepare(self, dataset: Any) -> tuple[Any, int]:
+        dataset, bad = drop_bad_texts(dataset, self.recipe.data.on_bad_example)
+        text = self.recipe.data.text
+        prepared = pack_dataset if text.packing else tokenize_dataset
+        return prepared(dataset, self.tokenizer, text), bad
+
+    def example_lengths(self, dataset: Any) -> list[int]:
+        return [len(ids) for ids in dataset["input_ids"]]
+
+    def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
+        return self.adapter.preprocess(example, train)
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self.adapter.collate(items)
+
+    def augment(self, example: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
+        ids = self.adapter.preprocess(example)["input_ids"]
+        return [{"input_ids": self.text_views(ids)} for _ in range(self.view_request.count)]
+
+    def build_encoder(self, model: ModelConfig | None = None) -> nn.Module:
+        return self.backbone.build(model or self.recipe.model, self.recipe.data, self.tokenizer)
+
+    def processor(self) -> PreTrainedTokenizerBase:
+        return self.backbone.processor(self.recipe.data, self.tokenizer)
+
+    def tower_encoder(self, cfg: TowerConfig, pooling: str) -> nn.Module:
+        config = bert_config(ModelConfig(cfg.preset, dict(cfg.config)), self.recipe.data.text, self.tokenizer)
+        return BertModel(config, add_pooling_layer=pooling == "pooler")
+
+    def adopt_tower_encoder(self, model: nn.Module, pooling: str) -> nn.Module:
+        model = getattr(model, "bert", model)
+        if pooling == "pooler" and getattr(model, "pooler", None) is None:
+            raise ValueError("task.towers.text.pooling: this text model has no pooler; use 'cls' or 'mean'")
+        return model

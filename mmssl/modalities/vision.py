@@ -1,5 +1,6 @@
-"""Vision adapter: decode images, transform them with torchvision v2, batch, mask patches,
-and build ViT / ViT-MAE backbones from transformers configs.
+"""The vision modality: decode images, transform them with torchvision v2 (eval transform and
+training crops), batch, mask patches, and build ViT / ViT-MAE configs; :class:`VisionModality`
+is the ``vision`` entry of ``MODALITIES``.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from typing import Any
 
 import torch
 from PIL import Image
+from torch import nn
 from torchvision.transforms import v2
-from transformers import CLIPImageProcessor, ViTConfig, ViTMAEConfig
+from transformers import CLIPImageProcessor, PreTrainedModel, ViTConfig, ViTMAEConfig, ViTModel
 from transformers.image_utils import PILImageResampling
 
-from mmssl.modalities.configs import make_config, preset_fields
-from mmssl.recipe import ImageConfig, ModelConfig
+from mmssl.augment.vision import MultiView, collate_views, view_transform
+from mmssl.modalities.base import Modality, ViewRequest, register
+from mmssl.modalities.configs import TowerConfig, make_config, preset_fields
+from mmssl.recipe import ImageConfig, ModelConfig, Recipe
 
 #: ViT sizes; ``nano`` is for tests and the CPU quickstart, the rest follow DeiT/ViT.
 VIT_PRESETS: dict[str, dict[str, int]] = {
@@ -148,3 +152,83 @@ def random_patch_noise(
     """Per-example uniform noise whose argsort picks which patches stay (MAE's masking)."""
     return torch.rand(batch_size, num_patches, device=device, generator=generator)
 
+
+
+_VIT_FIELDS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps",
+    "image_size", "patch_size", "num_channels", "qkv_bias",
+)
+
+
+def as_vit(model: PreTrainedModel, pooler: bool) -> ViTModel:
+    """A ``ViTModel`` with the weights of a ViT or ViT-MAE encoder (MAE's encoder is a ViT).
+
+    The pooler (dense + tanh on the CLS token, what ``VisionTextDualEncoderModel`` reads)
+    is added fresh when asked for and absent, and dropped when not asked for.
+    """
+    if isinstance(model, ViTModel) and (model.pooler is not None) == pooler:
+        return model
+    config = ViTConfig(**{name: getattr(model.config, name) for name in _VIT_FIELDS})
+    vit = ViTModel(config, add_pooling_layer=pooler)
+    result = vit.load_state_dict(model.state_dict(), strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("pooler.")]
+    unexpected = [k for k in result.unexpected_keys if not k.startswith("pooler.")]
+    if missing or unexpected:
+        raise ValueError(
+            f"cannot read a {type(model).__name__} as a ViT encoder "
+            f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+        )
+    return vit
+
+
+@register
+class VisionModality(Modality):
+    """Images from the ``image`` column: the eval transform an export's image processor
+    repeats, torchvision v2 crops as training views (crops of one kind share a size, so a
+    view batch is one stacked ``[batch, C, H, W]``), and ViT/ResNet/ConvNeXt encoders."""
+
+    name = "vision"
+    column = "image"
+    default_backbone = "vit"
+    default_pooling = "cls"
+    tower_pooling = "pooler"
+    tower_poolings = ("pooler", "cls", "mean")
+
+    def __init__(self, recipe: Recipe, backbone: str | None = None, views: ViewRequest | None = None,
+                 corpus: Any = None) -> None:
+        super().__init__(recipe, backbone, views)
+        self.adapter = VisionAdapter(recipe.data.image)
+        if views is not None:
+            kinds = [views.image] * views.count + [views.local_image] * views.num_local
+            self.views = MultiView([view_transform(recipe.data.image, v) for v in kinds])
+
+    def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
+        return self.adapter.preprocess(example, train)
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self.adapter.collate(items)
+
+    def augment(self, example: dict[str, Any]) -> list[torch.Tensor]:
+        return self.views(decode_image(example[self.column], self.recipe.data.image.channels))
+
+    def collate_views(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return collate_views(examples)
+
+    def view_batches(self, batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        count = sum(1 for k in batch if k.startswith("views_"))
+        return [{"pixel_values": batch[f"views_{k}"]} for k in range(count)]
+
+    def tower_encoder(self, cfg: TowerConfig, pooling: str) -> nn.Module:
+        config = vit_config(ModelConfig(cfg.preset, dict(cfg.config)), self.recipe.data.image)
+        return ViTModel(config, add_pooling_layer=pooling == "pooler")
+
+    def adopt_tower_encoder(self, model: nn.Module, pooling: str) -> nn.Module:
+        model, image = as_vit(model, pooler=pooling == "pooler"), self.recipe.data.image
+        if (model.config.image_size, model.config.num_channels) != (image.size, image.channels):
+            raise ValueError(
+                f"task.towers.vision.init_from: the model takes {model.config.image_size}px images "
+                f"with {model.config.num_channels} channels; set data.image.size and "
+                f"data.image.channels to match (now {image.size}, {image.channels})"
+            )
+        return model

@@ -23,13 +23,13 @@ from mmssl.data.pairing import ClassPairing, PromptText, class_names, pick_capti
 from mmssl.data.sources import DataError, load_data
 from mmssl.heads.projection import ProjectionHead
 from mmssl.losses.infonce import clip_logit_scale, clip_loss, init_log_scale
+from mmssl.modalities.base import build_modality
 from mmssl.modalities.tokenizer import flatten_texts
-from mmssl.modalities.towers import ROLES, Tower, TowerConfig, build_tower
+from mmssl.modalities.towers import Tower, TowerConfig
 from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 from mmssl.tasks.configs import ClipConfig
-from mmssl.tasks.mlm import ensure_tokenizer
 
 
 @TASKS.register("clip", config=ClipConfig)
@@ -43,15 +43,16 @@ class ClipTask(PretextTask):
         cfg: ClipConfig = recipe.task
         self.cfg = cfg
         self.modalities = tuple(cfg.modalities)
-        self.roles = tuple(ROLES[m] for m in self.modalities)
+        text_tower = cfg.towers.get("text", TowerConfig())
+        if "text" in self.modalities and not recipe.data.text.tokenizer and text_tower.init_from:
+            raise ValueError("data.text.tokenizer: name a tokenizer directory (the one "
+                             "task.towers.text.init_from was trained with)")
+        # the text modality trains a tokenizer on the captions or prompts when none is named
+        inputs = {m: build_modality(m, recipe, corpus=self.tokenizer_texts) for m in self.modalities}
+        self.roles = tuple(inputs[m].column for m in self.modalities)
         self.required_columns = (self.roles[0],)
         self.optional_columns = (self.roles[1], "label")  # pairs, class pairing or prompts
-        text_tower = cfg.towers.get("text", TowerConfig())
-        if "text" in self.modalities and not recipe.data.text.tokenizer and not text_tower.init_from:
-            ensure_tokenizer(recipe, self.tokenizer_texts)
-        self.towers = nn.ModuleDict(
-            {m: build_tower(m, cfg.towers.get(m, TowerConfig()), recipe.data) for m in self.modalities}
-        )
+        self.towers = nn.ModuleDict({m: Tower(inputs[m], cfg.towers.get(m, TowerConfig())) for m in self.modalities})
         self.projections = nn.ModuleDict(
             {
                 m: ProjectionHead(self.towers[m].hidden_size, cfg.embed_dim, cfg.projection,

@@ -26,19 +26,26 @@ from mmssl.recipe import (
     TaskConfig,
     UnitFloat,
 )
+from mmssl.registry import MODALITIES
 
-#: the modality pairs a clip task can align.
-PAIRS = ({"vision", "text"}, {"audio", "text"}, {"vision", "audio"})
+
+def check_modality(name: str, key: str = "modality") -> None:
+    """``name`` must be a registered modality (read from the index: no torch import)."""
+    if name not in MODALITIES:
+        raise ValueError(f"{key}: unknown modality {name!r} (known: {', '.join(MODALITIES.names())})")
 
 
 @dataclass
 class JointEmbeddingConfig(TaskConfig):
     """``task:`` fields every joint-embedding task has."""
 
-    modality: Literal["vision", "text", "audio"] = "vision"
-    pooling: Literal["cls", "mean"] | None = None   # None: cls for vision, mean for text and audio
+    modality: str = "vision"                         # a name in MODALITIES (`mmssl list modalities`)
+    pooling: Literal["cls", "mean"] | None = None   # None: the modality's (cls for vision, mean otherwise)
     audio_views: AudioViewConfig = field(default_factory=AudioViewConfig)
     text_views: TextViewConfig = field(default_factory=TextViewConfig)
+
+    def __post_init__(self) -> None:
+        check_modality(self.modality)
 
 
 @dataclass
@@ -53,6 +60,7 @@ class SimCLRConfig(JointEmbeddingConfig):
     blur_prob: UnitFloat = 0.5
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
 
@@ -68,6 +76,7 @@ class BYOLConfig(JointEmbeddingConfig):
     color_jitter: JitterStrength = 0.5
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {self.momentum}")
 
@@ -94,6 +103,7 @@ class DINOConfig(JointEmbeddingConfig):
     color_jitter: JitterStrength = 0.5
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.num_local_crops < 0:
             raise ValueError(f"num_local_crops must be >= 0, got {self.num_local_crops}")
         if not 0.0 <= self.momentum <= 1.0 or not 0.0 <= self.center_momentum < 1.0:
@@ -233,10 +243,12 @@ class ClipConfig(TaskConfig):
     class_names: list[str] | None = None
 
     def __post_init__(self) -> None:
-        if len(self.modalities) != 2 or set(self.modalities) not in PAIRS:
+        if len(set(self.modalities)) != 2 or len(self.modalities) != 2:
             raise ValueError(
-                f"modalities must be two of vision/text/audio, e.g. [vision, text], got {self.modalities}"
+                f"modalities must be two different modalities, e.g. [vision, text], got {self.modalities}"
             )
+        for name in self.modalities:
+            check_modality(name, "modalities")
         extra = set(self.towers) - set(self.modalities)
         if extra:
             raise ValueError(f"towers: {sorted(extra)} not among modalities {self.modalities}")

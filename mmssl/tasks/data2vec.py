@@ -31,6 +31,7 @@ from mmssl.modalities.pooling import masked_mean, pool
 from mmssl.modalities.text import (
     TextAdapter,
     TokenMasker,
+    ensure_tokenizer,
     mask_per_example,
     pack_dataset,
     tokenize_dataset,
@@ -41,7 +42,6 @@ from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 from mmssl.tasks.configs import Data2VecConfig
 from mmssl.tasks.ema import ema_update, make_teacher, momentum_at
-from mmssl.tasks.mlm import ensure_tokenizer
 
 
 class _Vision:

@@ -13,17 +13,13 @@ texts into ``<run dir>/tokenizer`` (reused if present) and records it in the rec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from itertools import islice
 from typing import Any
 
 import torch
-from accelerate import PartialState
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mmssl.backbones.base import get_backbone
-from mmssl.data.sources import load_data
 from mmssl.losses.token_mean import global_token_cross_entropy
 from mmssl.modalities.pooling import masked_mean
 from mmssl.modalities.text import (
@@ -31,42 +27,15 @@ from mmssl.modalities.text import (
     TextAdapter,
     TokenMasker,
     drop_bad_texts,
-    load_tokenizer,
+    ensure_tokenizer,
     mask_per_example,
     pack_dataset,
     tokenize_dataset,
 )
-from mmssl.modalities.tokenizer import iter_texts, train_tokenizer
 from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
 from mmssl.tasks.configs import MLMConfig
-
-
-def ensure_tokenizer(
-    recipe: Recipe, texts: Callable[[], Iterable[str | None]] | None = None
-) -> PreTrainedTokenizerBase:
-    """The recipe's tokenizer; if none is named, train one into the run dir.
-
-    It learns from ``texts()`` (called only when training; CLIP passes its captions or
-    prompts), by default the data's ``text`` column.
-    """
-    text = recipe.data.text
-    if not text.tokenizer:
-        # absolute, so that the run (recipe.yaml) loads from any working directory
-        out = recipe.run_dir.absolute() / "tokenizer"
-        # under several processes the main one trains it and the others wait, then load it
-        with PartialState().main_process_first():
-            if not (out / "tokenizer.json").is_file():
-                if texts is None:
-                    sample = iter_texts(load_data(recipe.data, required=("text",)), text.tokenizer_sample)
-                else:
-                    sample = islice(texts(), text.tokenizer_sample)
-                train_tokenizer(sample, out, vocab_size=text.vocab_size, model_type=text.tokenizer_model,
-                                lowercase=text.lowercase, max_sentences=text.tokenizer_sample,
-                                model_max_length=text.max_length)
-        text.tokenizer = str(out)
-    return load_tokenizer(text)
 
 
 @TASKS.register("mlm", config=MLMConfig)
