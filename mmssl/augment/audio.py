@@ -1,5 +1,7 @@
 """Waveform views for the audio joint-embedding tasks: random crop, gain, additive Gaussian
-noise at a random SNR, time masking and frequency masking.
+noise at a random SNR, time masking and frequency masking; and, for the spectrogram encoders,
+BYOL-A's views on the log-mel batch (Niizumi et al., 2021): mixup with another clip in the
+linear power domain and a random resized crop in time and frequency (``SpectrogramViews``).
 
 They work on the raw (already normalized) waveform, because the towers are ``Wav2Vec2Model``
 and read samples, not spectrograms. Every random draw comes from torch's RNG (the global one,
@@ -17,6 +19,7 @@ keeps much of its energy, and its recursion runs sample by sample.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import torchaudio.functional as AF
 
 from mmssl.augment.configs import AudioViewConfig
@@ -102,3 +105,61 @@ class AudioViews:
         if happens(v.time_mask_prob):
             wave = time_mask(wave, v.time_mask_fraction, generator)
         return wave.contiguous()
+
+
+def log_mixup_exp(spec: torch.Tensor, other: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``log((1 - w) exp(spec) + w exp(other))`` per example: BYOL-A's mixup, which adds the
+    two sounds' powers rather than their log-mels (``weight`` is ``[batch]``)."""
+    w = weight.reshape(-1, *([1] * (spec.dim() - 1))).to(spec.dtype)
+    return torch.logaddexp(spec + torch.log1p(-w), other + torch.log(w.clamp(min=1e-12)))
+
+
+def random_resized_crop(spec: torch.Tensor, time_scale: list[float], freq_scale: list[float],
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """A crop of ``[..., T, F]`` of a random size (a uniform fraction of ``T`` and of ``F``) at a
+    random place, resized back to ``T x F`` bilinearly. A crop larger than the spectrogram
+    takes it on a canvas padded with its minimum (silence), as BYOL-A's virtual crop does."""
+    frames, bins = spec.shape[-2:]
+    height = max(1, round(frames * _uniform(*time_scale, generator)))
+    width = max(1, round(bins * _uniform(*freq_scale, generator)))
+    pad_t, pad_f = max(0, height - frames), max(0, width - bins)
+    canvas = F.pad(spec, (pad_f // 2, pad_f - pad_f // 2, pad_t // 2, pad_t - pad_t // 2), value=float(spec.min()))
+    top = _randint(canvas.shape[-2] - height, generator)
+    left = _randint(canvas.shape[-1] - width, generator)
+    crop = canvas[..., top : top + height, left : left + width]
+    flat = crop.reshape(-1, 1, height, width)
+    resized = F.interpolate(flat, size=(frames, bins), mode="bilinear", align_corners=False)
+    return resized.reshape(spec.shape)
+
+
+class SpectrogramViews:
+    """BYOL-A's spectrogram steps on a batch ``[batch, ..., T, F]`` of normalized log-mels:
+    mixup with another clip of the batch (a random derangement, so never with itself) at a
+    weight from ``[0, mixup_ratio]``, then a random resized crop with ``resized_crop_prob``.
+
+    ``offset`` and ``scale`` undo the feature extractor's normalization (``x * scale + offset``
+    is the natural-log mel power) so the mixup adds powers. In the collator the draws come
+    from torch's global RNG, which the loop has just seeded for the batch's last example.
+    """
+
+    def __init__(self, view: AudioViewConfig, offset: float, scale: float) -> None:
+        self.view, self.offset, self.scale = view, offset, scale
+
+    def mixup(self, specs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        count = specs.shape[0]
+        if self.view.mixup_ratio <= 0 or count < 2:
+            return specs
+        order = torch.randperm(count, generator=generator)
+        partner = torch.empty_like(order)
+        partner[order] = order.roll(-1)  # each clip's partner is the next in a random cycle
+        weight = torch.rand(count, generator=generator) * self.view.mixup_ratio
+        power = specs * self.scale + self.offset
+        return (log_mixup_exp(power, power[partner], weight) - self.offset) / self.scale
+
+    def __call__(self, specs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        v = self.view
+        specs = self.mixup(specs, generator)
+        out = [random_resized_crop(spec, v.resized_crop_time, v.resized_crop_freq, generator)
+               if v.resized_crop_prob > 0 and float(torch.rand((), generator=generator)) < v.resized_crop_prob
+               else spec for spec in specs]
+        return torch.stack(out).contiguous()

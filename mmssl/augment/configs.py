@@ -30,12 +30,24 @@ class AudioViewConfig:
     freq_mask_prob: UnitFloat = 0.5
     freq_mask_fraction: HalfOpenUnitFloat = 0.15      # widest removed band, as a fraction of 0..Nyquist
     n_fft: Annotated[int, Range(4)] = 512
+    # BYOL-A's views on the log-mel spectrogram, for the spectrogram encoders only (made in
+    # the collator, after the waveform steps above): mix each view with another clip of the
+    # batch at a weight drawn from [0, mixup_ratio] (0: off), then a random resized crop
+    mixup_ratio: HalfOpenUnitFloat = 0.0
+    resized_crop_prob: UnitFloat = 0.0
+    resized_crop_time: list[PositiveFloat] = field(default_factory=lambda: [0.6, 1.5])  # crop / clip length
+    resized_crop_freq: list[PositiveFloat] = field(default_factory=lambda: [0.6, 1.5])  # crop / mel bins
+
+    @property
+    def on_spectrogram(self) -> bool:
+        """Whether any step works on the spectrogram (so the encoder must read one)."""
+        return self.mixup_ratio > 0 or self.resized_crop_prob > 0
 
     def __post_init__(self) -> None:
-        for name in ("gain_prob", "noise_prob", "time_mask_prob", "freq_mask_prob"):
+        for name in ("gain_prob", "noise_prob", "time_mask_prob", "freq_mask_prob", "resized_crop_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("time_mask_fraction", "freq_mask_fraction"):
+        for name in ("time_mask_fraction", "freq_mask_fraction", "mixup_ratio"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if (self.crop_seconds is not None and self.crop_seconds <= 0) or self.local_crop_seconds <= 0:
@@ -44,6 +56,10 @@ class AudioViewConfig:
             raise ValueError(f"n_fft must be at least 4, got {self.n_fft}")
         _check_range("gain_db", self.gain_db)
         _check_range("noise_snr_db", self.noise_snr_db)
+        for name in ("resized_crop_time", "resized_crop_freq"):
+            _check_range(name, getattr(self, name))
+            if getattr(self, name)[0] <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 @dataclass

@@ -17,7 +17,8 @@ import torchaudio
 from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-from mmssl.augment.audio import AudioViews
+from mmssl.augment.audio import AudioViews, SpectrogramViews
+from mmssl.augment.configs import AudioViewConfig
 from mmssl.modalities.base import Modality, ViewRequest, register
 from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.modalities.pooling import masked_mean
@@ -328,7 +329,8 @@ class AudioModality(Modality):
     """Waveforms from the ``audio`` column: each example is decoded and normalized once (the
     audio adapter), then each view crops and augments that waveform (``task.audio_views``;
     local views are shorter crops); views are padded with attention masks, and spectrogram
-    encoders get each padded batch as fixed-length log-mel features (``Backbone.featurize``)."""
+    encoders get each padded batch as fixed-length log-mel features (``Backbone.featurize``),
+    then BYOL-A's spectrogram steps when the recipe asks for them (``SpectrogramViews``)."""
 
     name = "audio"
     column = "audio"
@@ -343,6 +345,16 @@ class AudioModality(Modality):
             audio, rate = recipe.task.audio_views, recipe.data.audio.sampling_rate
             local = replace(audio, crop_seconds=audio.local_crop_seconds)
             self.views = [AudioViews(audio, rate)] * views.count + [AudioViews(local, rate)] * views.num_local
+        self.spectrogram_views = self._spectrogram_views(recipe.task.audio_views) if views is not None else None
+
+    def _spectrogram_views(self, view: AudioViewConfig) -> SpectrogramViews | None:
+        if not view.on_spectrogram:
+            return None
+        if not self.backbone.featurize:
+            raise ValueError(f"task.audio_views.mixup_ratio/resized_crop_prob work on log-mel spectrograms; "
+                             f"model.backbone={self.backbone.name} reads waveforms (use ast or logmel_resnet)")
+        extractor = self.backbone.processor(self.recipe.data)
+        return SpectrogramViews(view, offset=float(extractor.mean), scale=2 * float(extractor.std))
 
     def example_lengths(self, dataset: Any) -> list[int]:
         return self.adapter.example_lengths(dataset)
@@ -355,6 +367,14 @@ class AudioModality(Modality):
         batch = self.adapter.collate(items)
         featurize = self.backbone.featurize
         return featurize(batch, self.recipe.data) if featurize else batch
+
+    def collate_views(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """The view batches; each spectrogram view batch then gets the spectrogram steps."""
+        batch = super().collate_views(examples)
+        if self.spectrogram_views is not None:
+            for name in [n for n in batch if n.endswith(("_pixel_values", "_input_values"))]:
+                batch[name] = self.spectrogram_views(batch[name])
+        return batch
 
     def augment(self, example: dict[str, Any]) -> list[torch.Tensor]:
         wave = self.adapter.preprocess(example, train=True)["input_values"]
