@@ -29,7 +29,7 @@ from transformers import (
 from mmssl.backbones.base import Backbone, register
 from mmssl.cli import main
 from mmssl.modalities.base import Modality
-from mmssl.recipe import recipe_from_dict
+from mmssl.recipe import RecipeError, recipe_from_dict
 from mmssl.registry import BACKBONES, MODALITIES
 from mmssl.tasks.base import build_task
 from mmssl.weights import load_run
@@ -174,3 +174,13 @@ def test_toy_modality_aligns_with_images_in_clip(signal_modality, tmp_path):
             "towers": {"vision": {"config": {"patch_size": 4, "num_hidden_layers": 1}}}}
     losses = _pretrain(tmp_path, _recipe(tmp_path, task))
     assert len(losses) == 6 and all(math.isfinite(x) for x in losses) and len(set(losses)) > 1
+
+
+def test_a_modality_is_known_to_recipes_once_registered(signal_modality):
+    task = {"name": "simclr", "modality": "signal"}
+    assert recipe_from_dict({"task": task, "data": {}}).task.modality == "signal"
+    MODALITIES.unregister("signal")
+    with pytest.raises(RecipeError, match=r"unknown modality 'signal' \(known: audio, text, vision\)"):
+        recipe_from_dict({"task": task, "data": {}})
+    with pytest.raises(RecipeError, match="unknown modality 'signal'"):
+        recipe_from_dict({"task": {"name": "clip", "modalities": ["signal", "vision"]}, "data": {}})

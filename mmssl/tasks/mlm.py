@@ -19,19 +19,9 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from mmssl.backbones.base import get_backbone
 from mmssl.losses.token_mean import global_token_cross_entropy
 from mmssl.modalities.pooling import masked_mean
-from mmssl.modalities.text import (
-    IGNORE_INDEX,
-    TextAdapter,
-    TokenMasker,
-    drop_bad_texts,
-    ensure_tokenizer,
-    mask_per_example,
-    pack_dataset,
-    tokenize_dataset,
-)
+from mmssl.modalities.text import IGNORE_INDEX, TextModality, TokenMasker, mask_per_example
 from mmssl.recipe import Recipe
 from mmssl.registry import TASKS
 from mmssl.tasks.base import PretextTask, TaskOutput
@@ -48,31 +38,29 @@ class MLMTask(PretextTask):
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
         cfg: MLMConfig = recipe.task
-        self.tokenizer = ensure_tokenizer(recipe)
-        self.adapter = TextAdapter(recipe.data.text, self.tokenizer)
+        # the text modality resolves (or trains) the tokenizer, tokenizes and packs
+        self.text = TextModality(recipe, backbone=recipe.model.backbone or cfg.architecture)
+        self.tokenizer = self.text.tokenizer
         self.masker = TokenMasker(self.tokenizer, cfg.mask_prob, cfg.replace_prob,
                                   cfg.random_prob, cfg.whole_word_mask)
-        self.backbone_spec = get_backbone(recipe.model.backbone or cfg.architecture, "text")
+        self.backbone_spec = self.text.backbone
         self.model = self.backbone_spec.masked_lm(recipe.model, recipe.data, self.tokenizer)
 
     def prepare_dataset(self, dataset: Any) -> Any:
-        text = self.recipe.data.text
-        dataset, self.prepared_bad_examples = drop_bad_texts(dataset, self.recipe.data.on_bad_example)
-        if text.packing:
-            return pack_dataset(dataset, self.tokenizer, text)
-        return tokenize_dataset(dataset, self.tokenizer, text)
+        dataset, self.prepared_bad_examples = self.text.prepare(dataset)
+        return dataset
 
     def example_lengths(self, dataset: Any) -> list[int] | None:
-        return [len(ids) for ids in dataset["input_ids"]]
+        return self.text.example_lengths(dataset)
 
     def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
-        out = self.adapter.preprocess(example, train)
+        out = self.text.preprocess(example, train)
         if train:  # drawn under the loop's per-(seed, epoch, example) seed
             out["mask_seed"] = int(torch.randint(0, 2**62, ()))
         return out
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = self.adapter.collate(examples)
+        batch = self.text.collate(examples)
         seeds = [ex["mask_seed"] for ex in examples]
         batch["input_ids"], batch["mlm_labels"] = mask_per_example(
             self.masker, batch["input_ids"], batch["attention_mask"], seeds
@@ -80,7 +68,7 @@ class MLMTask(PretextTask):
         return batch
 
     def collate_eval(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return self.adapter.collate(examples)
+        return self.text.collate(examples)
 
     @property
     def backbone(self) -> nn.Module:
