@@ -1,9 +1,12 @@
 """The pretraining loop: Accelerate, one task, one dataset; nothing about modalities.
 
-Read it top to bottom: build the task and its data, the optimizer and schedule, restore a
-checkpoint if asked, then step until ``total_steps``: forward, NaN guard, backward with
-accumulation and clipping, optimizer and schedule, the task's ``on_step_end`` hook,
-logging, checkpoints. Every stop path leaves a complete checkpoint or the previous one.
+Read it top to bottom: ``_pretrain`` builds the accelerator and the :class:`Trainer` (task,
+data, optimizer, schedule), restores a checkpoint if asked, and calls ``Trainer.fit``, the
+loop itself: per batch, bad-example accounting, one optimisation step (forward, NaN guard,
+backward with accumulation and clipping, optimizer) and, after each optimizer step, the
+schedule, the task's ``on_step_end`` hook, the logging window and checkpoints. Where the run
+is lives in a :class:`~mmssl.train.state.TrainerState`, which each checkpoint saves. Every
+stop path leaves a complete checkpoint or the previous one.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,7 @@ from mmssl.train.logging import MetricsLogger, Progress, build_trackers
 from mmssl.train.optim import build_optimizer, build_scheduler
 from mmssl.train.resume import prepare_run_dir
 from mmssl.train.run_lock import run_lock
+from mmssl.train.state import TrainerState
 from mmssl.weights import init_weights
 
 
@@ -159,20 +163,26 @@ def _pretrain(
     cfg = recipe.train
     if (cfg.max_steps is None) == (cfg.epochs is None):
         raise ValueError("train: set exactly one of max_steps or epochs")
-    run_dir = recipe.run_dir
     precision = resolve_precision(cfg.precision, cfg.cpu)
     accelerator = Accelerator(
         mixed_precision=precision,
         gradient_accumulation_steps=cfg.grad_accum,
         cpu=cfg.cpu,
         step_scheduler_with_optimizer=False,
-        log_with=build_trackers(cfg.report_to, run_dir) or None,
-        project_dir=run_dir,
+        log_with=build_trackers(cfg.report_to, recipe.run_dir) or None,
+        project_dir=recipe.run_dir,
     )
     set_seed(recipe.seed)
+    checkpoint = prepare_run_dir(accelerator, recipe.run_dir, resume or cfg.resume, overwrite)
+    trainer = Trainer(recipe, accelerator, callbacks)
+    if checkpoint is not None:
+        trainer.restore(checkpoint)
+    _write_run_info(recipe, accelerator, precision)
+    return trainer.fit()
 
-    checkpoint = prepare_run_dir(accelerator, run_dir, resume or cfg.resume, overwrite)
 
+def _task_and_loader(recipe: Recipe, accelerator: Accelerator) -> tuple[PretextTask, DataLoader]:
+    """The task (with ``model.init_from``'s weights) and the loader of its prepared data."""
     adopt_checkpoint(recipe)  # continued pretraining: the init_from checkpoint's architecture
     task = build_task(recipe)
     if recipe.model.init_from:
@@ -183,141 +193,209 @@ def _pretrain(
         raw = load_data(recipe.data, required=task.required_columns, keep=columns)
         data = task.prepare_dataset(raw)
     # bad examples name their parquet file and row, while rows are still the file's rows
-    loader = build_loader(task, data, recipe, row_locator(recipe.data) if data is raw else None)
-    examples = loader.dataset
-    steps_total = total_steps(recipe, loader, accelerator.num_processes)
-    optimizer = build_optimizer(task, cfg, accelerator.device)
-    scheduler = build_scheduler(optimizer, cfg, steps_total)
-    if cfg.compile:
-        task.compile()
-    task, optimizer, loader, scheduler = accelerator.prepare(task, optimizer, loader, scheduler)
-    plain_task: PretextTask = accelerator.unwrap_model(task)
+    return task, build_loader(task, data, recipe, row_locator(recipe.data) if data is raw else None)
 
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples": 0,
-             "bad_examples": 0, "bad_rows": [], "seen_examples": 0, "nan_skips": 0, "elapsed_s": 0.0,
-             "cpu_s": 0.0}
-    if checkpoint is not None:
-        state.update(load_checkpoint(accelerator, checkpoint))
-        accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
-    start_step = state["step"]
+
+def _write_run_info(recipe: Recipe, accelerator: Accelerator, precision: str) -> None:
+    """The resolved recipe and the environment, next to the checkpoints (main process)."""
     if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_recipe(recipe, run_dir / "recipe.yaml")
-        (run_dir / "environment.json").write_text(
+        recipe.run_dir.mkdir(parents=True, exist_ok=True)
+        save_recipe(recipe, recipe.run_dir / "recipe.yaml")
+        (recipe.run_dir / "environment.json").write_text(
             json.dumps(environment(accelerator, precision), indent=2)
         )
-    logger = MetricsLogger(accelerator, run_dir, recipe.name, recipe_to_dict(recipe))
-    progress = Progress(steps_total, state["step"], cfg.progress and accelerator.is_main_process)
-    last_saved = checkpoint
-    last_metrics: dict[str, Any] = {}
-    window_loss = torch.zeros((), device=accelerator.device)
-    window_steps, window_samples, window_start = 0, 0, time.perf_counter()
-    run_start = time.perf_counter() - state["elapsed_s"]
-    cpu_start = time.process_time() - state["cpu_s"]  # this process's CPU time, all its threads
-    task.train()
 
-    def save() -> Path:
-        state["elapsed_s"] = time.perf_counter() - run_start
-        state["cpu_s"] = time.process_time() - cpu_start
-        return save_checkpoint(accelerator, run_dir, state, cfg.keep_last)
 
-    try:
-        while state["step"] < steps_total:
-            loader.set_epoch(state["epoch"])
-            # with several processes Accelerate's set_epoch reaches the sampler but not the
-            # dataset (an elif), so the examples' augmentation seeds get the epoch here
-            examples.set_epoch(state["epoch"])
-            skip = state["batch_in_epoch"]
-            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-            for batch in batches:
-                state["batch_in_epoch"] += 1
-                # one collective for both: the bad rows of all processes, and how many processes
-                # were left with no example at all
-                batch.pop(BAD_KEY)
-                local = torch.cat([batch.pop(BAD_ROWS_KEY), torch.tensor([int(not batch)])])
-                rows = accelerator.gather(local.to(accelerator.device)).view(accelerator.num_processes, -1).cpu()
-                bad, empty = int((rows[:, :-1] >= 0).sum()), int(rows[:, -1].sum())
-                # a bad file met again in a later epoch is counted once (a stream's positions
-                # are no identity: there every bad example met counts)
-                state["bad_examples"] += bad if recipe.data.streaming else count_new_bad(rows[:, :-1], state["bad_rows"])
-                state["seen_examples"] += cfg.batch_size * accelerator.num_processes
-                if state["bad_examples"] > cfg_bad_limit(recipe, state["seen_examples"]):
-                    raise RuntimeError(
-                        f"{state['bad_examples']} of {state['seen_examples']} examples were bad, "
-                        f"more than data.max_bad_fraction={recipe.data.max_bad_fraction}"
-                    )
-                if empty:
-                    # every process skips it: one process stepping alone would wait forever in
-                    # the next collective for the others
-                    continue
-                # the step's randomness (masks, dropout) depends only on where it is in the
-                # run, so a resumed run draws exactly what the uninterrupted one drew
-                torch.manual_seed(
-                    example_seed(recipe.seed * 1009 + accelerator.process_index,
-                                 state["epoch"], state["batch_in_epoch"])
-                )
-                with accelerator.accumulate(task):
-                    out = task(batch)
-                    if not _finite(accelerator, out.loss):
-                        state["nan_skips"] += 1
-                        where = f"non-finite loss ({out.loss.item()}) at step {state['step'] + 1}"
-                        if cfg.on_nan == "stop" or state["nan_skips"] > cfg.max_nan_skips:
-                            raise TrainingDivergedError(
-                                f"{where}; last good checkpoint: {last_saved or 'none'}"
-                            )
-                        accelerator.print(f"skipping the batch: {where}")
-                        optimizer.zero_grad(set_to_none=True)
+@dataclass
+class LogWindow:
+    """Loss and throughput since the last logged step."""
+
+    loss: torch.Tensor
+    steps: int = 0
+    samples: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.steps, self.samples, self.start = 0, 0, time.perf_counter()
+
+
+class Trainer:
+    """One run: the prepared task, data, optimizer and schedule, and where the run is
+    (:class:`TrainerState`, what a checkpoint saves). :meth:`fit` is the loop."""
+
+    def __init__(self, recipe: Recipe, accelerator: Accelerator, callbacks: Sequence[StepCallback]) -> None:
+        self.recipe, self.cfg, self.accelerator, self.callbacks = recipe, recipe.train, accelerator, callbacks
+        task, loader = _task_and_loader(recipe, accelerator)
+        self.examples = loader.dataset
+        self.total = total_steps(recipe, loader, accelerator.num_processes)
+        optimizer = build_optimizer(task, self.cfg, accelerator.device)
+        scheduler = build_scheduler(optimizer, self.cfg, self.total)
+        if self.cfg.compile:
+            task.compile()
+        self.task, self.optimizer, self.loader, self.scheduler = accelerator.prepare(
+            task, optimizer, loader, scheduler
+        )
+        self.plain_task: PretextTask = accelerator.unwrap_model(self.task)
+        self.state = TrainerState()
+        self.resumed_from: Path | None = None
+        self.last_saved: Path | None = None
+        self.last_metrics: dict[str, Any] = {}
+
+    def restore(self, checkpoint: Path) -> None:
+        """Model, optimizer, schedule and RNG states and the trainer state of ``checkpoint``."""
+        self.state = TrainerState.from_dict(load_checkpoint(self.accelerator, checkpoint))
+        self.resumed_from = self.last_saved = checkpoint
+        self.accelerator.print(f"resumed from {checkpoint} at step {self.state.step}")
+
+    def fit(self) -> RunResult:
+        """Step until ``total`` steps; every way out leaves a complete checkpoint or the previous one."""
+        state, accelerator = self.state, self.accelerator
+        start_step = state.step
+        self.logger = MetricsLogger(accelerator, self.recipe.run_dir, self.recipe.name, recipe_to_dict(self.recipe))
+        self.progress = Progress(self.total, state.step, self.cfg.progress and accelerator.is_main_process)
+        self.window = LogWindow(torch.zeros((), device=accelerator.device))
+        self.run_start = time.perf_counter() - state.elapsed_s
+        self.cpu_start = time.process_time() - state.cpu_s  # this process's CPU time, all its threads
+        self.task.train()
+        try:
+            while state.step < self.total:
+                for batch in self._epoch_batches():
+                    state.batch_in_epoch += 1
+                    bad, empty = self._count_bad_examples(batch)
+                    if empty:
+                        # every process skips it: one process stepping alone would wait forever
+                        # in the next collective for the others
                         continue
-                    accelerator.backward(out.loss)
-                    grad_norm = None
-                    if accelerator.sync_gradients and cfg.max_grad_norm:
-                        grad_norm = accelerator.clip_grad_norm_(task.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                window_loss += out.loss.detach()
-                window_samples += (cfg.batch_size * accelerator.num_processes) - bad
-                if not accelerator.sync_gradients:
-                    continue
-                scheduler.step()
-                state["step"] += 1
-                window_steps += 1
-                plain_task.on_step_end(state["step"], steps_total)
-                extra = {k: v for call in callbacks for k, v in call(plain_task, state["step"], steps_total).items()}
-                logged = bool(extra) or state["step"] % cfg.log_every == 0 or state["step"] == steps_total
-                if logged:
-                    elapsed = time.perf_counter() - window_start
-                    loss = accelerator.reduce(window_loss, "mean").item() / (window_steps * cfg.grad_accum)
-                    last_metrics = {
-                        "loss": loss,
-                        "lr": scheduler.get_last_lr()[0],
-                        "samples_per_s": window_samples / max(elapsed, 1e-9),
-                        "epoch": state["epoch"],
-                        "bad_examples": state["bad_examples"] + plain_task.prepared_bad_examples,
-                        **{k: float(v) for k, v in out.metrics.items()},
-                        **extra,
-                    }
-                    if grad_norm is not None:
-                        last_metrics["grad_norm"] = float(grad_norm)
-                    logger.log(state["step"], last_metrics)
-                    window_loss.zero_()
-                    window_steps, window_samples, window_start = 0, 0, time.perf_counter()
-                progress.update(state["step"], last_metrics, logged)
-                if cfg.save_every and state["step"] % cfg.save_every == 0 and state["step"] < steps_total:
-                    last_saved = save()
-                if state["step"] >= steps_total:
-                    break
-            else:
-                if state["batch_in_epoch"] == 0:
-                    raise RuntimeError("the data gave no batch: fewer examples than train.batch_size?")
-                state["epoch"] += 1
-                state["batch_in_epoch"] = 0
-        if checkpoint is None or state["step"] != start_step:  # a finished run stays as it was
-            last_saved = save()
-    finally:
-        progress.close()
-        logger.close()
-    return RunResult(run_dir, state["step"], last_saved, last_metrics,
-                     state["bad_examples"] + plain_task.prepared_bad_examples, state["nan_skips"])
+                    self._seed_step()
+                    out, grad_norm = self._optimisation_step(batch)
+                    if out is None:  # a non-finite loss, skipped
+                        continue
+                    self.window.loss += out.loss.detach()
+                    self.window.samples += self.cfg.batch_size * accelerator.num_processes - bad
+                    if not accelerator.sync_gradients:  # accumulating
+                        continue
+                    self._end_step(out.metrics, grad_norm)
+                    if state.step >= self.total:
+                        break
+                else:
+                    self._next_epoch()
+            if self.resumed_from is None or state.step != start_step:  # a finished run stays as it was
+                self.last_saved = self.save()
+        finally:
+            self.progress.close()
+            self.logger.close()
+        bad_examples = state.bad_examples + self.plain_task.prepared_bad_examples
+        return RunResult(self.recipe.run_dir, state.step, self.last_saved, self.last_metrics,
+                         bad_examples, state.nan_skips)
+
+    def _epoch_batches(self) -> Any:
+        """The batches of the current epoch, less those a resumed run already saw."""
+        self.loader.set_epoch(self.state.epoch)
+        # with several processes Accelerate's set_epoch reaches the sampler but not the
+        # dataset (an elif), so the examples' augmentation seeds get the epoch here
+        self.examples.set_epoch(self.state.epoch)
+        skip = self.state.batch_in_epoch
+        return self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+
+    def _next_epoch(self) -> None:
+        if self.state.batch_in_epoch == 0:
+            raise RuntimeError("the data gave no batch: fewer examples than train.batch_size?")
+        self.state.epoch += 1
+        self.state.batch_in_epoch = 0
+
+    def _count_bad_examples(self, batch: dict[str, Any]) -> tuple[int, bool]:
+        """This batch's bad examples over all processes, and whether a process has none left;
+        fails when the run's bad examples exceed ``data.max_bad_fraction``."""
+        accelerator, state, data = self.accelerator, self.state, self.recipe.data
+        # one collective for both: the bad rows of all processes, and how many processes were
+        # left with no example at all
+        batch.pop(BAD_KEY)
+        local = torch.cat([batch.pop(BAD_ROWS_KEY), torch.tensor([int(not batch)])])
+        rows = accelerator.gather(local.to(accelerator.device)).view(accelerator.num_processes, -1).cpu()
+        bad, empty = int((rows[:, :-1] >= 0).sum()), int(rows[:, -1].sum())
+        # a bad file met again in a later epoch is counted once (a stream's positions are no
+        # identity: there every bad example met counts)
+        state.bad_examples += bad if data.streaming else count_new_bad(rows[:, :-1], state.bad_rows)
+        state.seen_examples += self.cfg.batch_size * accelerator.num_processes
+        if state.bad_examples > cfg_bad_limit(self.recipe, state.seen_examples):
+            raise RuntimeError(
+                f"{state.bad_examples} of {state.seen_examples} examples were bad, "
+                f"more than data.max_bad_fraction={data.max_bad_fraction}"
+            )
+        return bad, bool(empty)
+
+    def _seed_step(self) -> None:
+        """The step's randomness (masks, dropout) depends only on where it is in the run, so a
+        resumed run draws exactly what the uninterrupted one drew."""
+        seed = self.recipe.seed * 1009 + self.accelerator.process_index
+        torch.manual_seed(example_seed(seed, self.state.epoch, self.state.batch_in_epoch))
+
+    def _optimisation_step(self, batch: dict[str, Any]) -> tuple[Any, torch.Tensor | None]:
+        """Forward, NaN guard, backward, clipping, optimizer; Accelerate holds the update back
+        until the last micro-batch of an accumulation. ``(None, None)`` when the loss was not
+        finite on some process and the batch was skipped."""
+        accelerator, cfg = self.accelerator, self.cfg
+        with accelerator.accumulate(self.task):
+            out = self.task(batch)
+            if not _finite(accelerator, out.loss):
+                self._skip_non_finite(out.loss)
+                return None, None
+            accelerator.backward(out.loss)
+            grad_norm = None
+            if accelerator.sync_gradients and cfg.max_grad_norm:
+                grad_norm = accelerator.clip_grad_norm_(self.task.parameters(), cfg.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return out, grad_norm
+
+    def _skip_non_finite(self, loss: torch.Tensor) -> None:
+        """Count the skip; stop (naming the last good checkpoint) on ``train.on_nan: stop`` or
+        after ``train.max_nan_skips``."""
+        self.state.nan_skips += 1
+        where = f"non-finite loss ({loss.item()}) at step {self.state.step + 1}"
+        if self.cfg.on_nan == "stop" or self.state.nan_skips > self.cfg.max_nan_skips:
+            raise TrainingDivergedError(f"{where}; last good checkpoint: {self.last_saved or 'none'}")
+        self.accelerator.print(f"skipping the batch: {where}")
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _end_step(self, metrics: dict[str, Any], grad_norm: torch.Tensor | None) -> None:
+        """After an optimizer step: schedule, the task's hook, callbacks, logging, checkpoints."""
+        state, cfg = self.state, self.cfg
+        self.scheduler.step()
+        state.step += 1
+        self.window.steps += 1
+        self.plain_task.on_step_end(state.step, self.total)
+        extra = {k: v for call in self.callbacks for k, v in call(self.plain_task, state.step, self.total).items()}
+        logged = bool(extra) or state.step % cfg.log_every == 0 or state.step == self.total
+        if logged:
+            self._log({**{k: float(v) for k, v in metrics.items()}, **extra}, grad_norm)
+        self.progress.update(state.step, self.last_metrics, logged)
+        if cfg.save_every and state.step % cfg.save_every == 0 and state.step < self.total:
+            self.last_saved = self.save()
+
+    def _log(self, metrics: dict[str, float], grad_norm: torch.Tensor | None) -> None:
+        """The logging window's mean loss and throughput with ``metrics``; a new window starts."""
+        window = self.window
+        elapsed = time.perf_counter() - window.start
+        loss = self.accelerator.reduce(window.loss, "mean").item() / (window.steps * self.cfg.grad_accum)
+        self.last_metrics = {
+            "loss": loss,
+            "lr": self.scheduler.get_last_lr()[0],
+            "samples_per_s": window.samples / max(elapsed, 1e-9),
+            "epoch": self.state.epoch,
+            "bad_examples": self.state.bad_examples + self.plain_task.prepared_bad_examples,
+            **metrics,
+        }
+        if grad_norm is not None:
+            self.last_metrics["grad_norm"] = float(grad_norm)
+        self.logger.log(self.state.step, self.last_metrics)
+        window.reset()
+
+    def save(self) -> Path:
+        self.state.elapsed_s = time.perf_counter() - self.run_start
+        self.state.cpu_s = time.process_time() - self.cpu_start
+        return save_checkpoint(self.accelerator, self.recipe.run_dir, self.state.as_dict(), self.cfg.keep_last)
 
 
 def cfg_bad_limit(recipe: Recipe, seen: int) -> float:

@@ -30,6 +30,7 @@ from accelerate import Accelerator
 
 from mmssl.errors import CheckpointError
 from mmssl.train.checkpoint import fsync_dir
+from mmssl.train.state import TrainerState
 from mmssl.weights.checkpoints import (
     CHECKPOINTS,
     PREFIX,
@@ -56,7 +57,7 @@ class ResumePlan:
 
     @property
     def step(self) -> int:
-        return json.loads((self.checkpoint / STATE_FILE).read_text())["step"] if self.checkpoint else 0
+        return TrainerState.read(self.checkpoint).step if self.checkpoint else 0
 
 
 def _verified(run_dir: Path, what: str) -> ResumePlan:
