@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from mmssl.data.pairing import ClassPairing
+from mmssl.data.pairing import ClassPairing, ClassPartners, Pairing
 from mmssl.recipe import recipe_from_dict
 from mmssl.tasks.base import build_task
 from mmssl.train.loop import pretrain
@@ -51,6 +51,35 @@ def test_class_pairing_draws_partners_of_the_same_label():
         ClassPairing([0, 1], needed=[0, 7])
 
 
+def test_the_pairing_comes_from_the_recipe_and_the_columns(tmp_path):
+    import datasets
+
+    from mmssl.data.pairing import LabelPrompts, build_pairing
+    from mmssl.errors import DataError
+
+    recipe = recipe_from_dict({"task": {"name": "clip", "prompts": ["a {name}", "the {name}"]}, "data": {}})
+    roles = ("image", "text")
+    labelled = datasets.Dataset.from_dict(
+        {"image": [b"x", b"y"], "label": [0, 1]},
+        features=datasets.Features({"image": datasets.Value("binary"),
+                                    "label": datasets.ClassLabel(names=["cat", "dog"])}),
+    )
+    prompts = build_pairing(recipe, roles, labelled)
+    assert isinstance(prompts, LabelPrompts) and prompts.by_class
+    assert prompts.values(labelled[1], train=False) == {"image": b"y", "text": "a dog"}
+    torch.manual_seed(0)
+    assert {prompts.values(labelled[0], train=True)["text"] for _ in range(30)} == {"a cat", "the cat"}
+    captioned = datasets.Dataset.from_dict({"image": [b"x"], "text": ["a cat on a mat"]})
+    paired = build_pairing(recipe, roles, captioned)
+    assert type(paired) is Pairing and not paired.by_class
+    assert paired.values(captioned[0], train=True) == captioned[0]
+    with pytest.raises(DataError, match="no 'text' column to pair with 'image'"):
+        build_pairing(recipe, roles, captioned.remove_columns("text"))
+    with_partner = recipe_from_dict({"task": {"name": "clip", "pair_with": {"data_files": {"train": "x.parquet"}}}, "data": {}})
+    with pytest.raises(DataError, match="pairing by class needs a 'label' column"):
+        build_pairing(with_partner, roles, captioned)
+
+
 @pytest.mark.slow
 def test_av_mnist_end_to_end(shared_data, tmp_path):
     from mmssl.eval.alignment import evaluate_run
@@ -74,10 +103,11 @@ def test_preprocess_pairs_each_image_with_a_recording_of_its_digit(shared_data, 
     recipe = recipe_from_dict(av_mnist(shared_data, tmp_path))
     task = build_task(recipe)
     data = task.prepare_dataset(load_data(recipe.data, required=task.required_columns))
-    partner_labels = task.partner["label"]
+    assert isinstance(task.pairing, ClassPartners) and task.masks_same_label
+    partner_labels = task.pairing.partner["label"]
     for index in range(5):
         torch.manual_seed(index)
-        partner = task.pairing.pick(data[index]["label"])
+        partner = task.pairing.pairing.pick(data[index]["label"])
         assert partner_labels[partner] == data[index]["label"]
     example = task.preprocess(data[0])
     batch = task.collate([example, task.preprocess(data[1])])
@@ -148,7 +178,7 @@ def test_image_text_export_loads_as_a_dual_encoder(shared_data, tmp_path):
     torch.manual_seed(0)
     task = build_task(recipe).eval()
     data = task.prepare_dataset(load_data(recipe.data, required=task.required_columns))
-    assert task.mode == "paired"
+    assert type(task.pairing) is Pairing and not task.masks_same_label
     batch = task.collate([task.preprocess(data[i], train=False) for i in range(4)])
     task.export_model().save_pretrained(tmp_path / "export")
     task.processor().save_pretrained(tmp_path / "export")

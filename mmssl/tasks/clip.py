@@ -2,11 +2,12 @@
 
 Each tower (``mmssl.modalities.towers``) pools its backbone's output; a projection head
 maps it to ``embed_dim``; embeddings are L2-normalised and scored with a learnable logit
-scale (1/temperature, capped at ``max_logit_scale`` as in CLIP). Pairs come from one
-dataset with a column per modality, from a second dataset sharing labels
-(``pair_with``: each example meets a random partner of its class, new every epoch), or
-from label names through prompt templates (text side). Without ``data.text.tokenizer`` a
-tokenizer is trained on those captions or prompts into the run dir (as MLM does). See docs/clip.md.
+scale (1/temperature, capped at ``max_logit_scale`` as in CLIP). Pairs come from a
+:class:`~mmssl.data.pairing.Pairing` built from the recipe: one dataset with a column per
+modality, a second dataset sharing labels (``pair_with``: each example meets a random
+partner of its class, new every epoch), or label names through prompt templates (text
+side). Without ``data.text.tokenizer`` a tokenizer is trained on those captions or prompts
+into the run dir (as MLM does). See docs/clip.md.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmssl.data.pairing import ClassPairing, PromptText, class_names, pick_caption, prompt_texts
-from mmssl.data.sources import DataError, load_data
+from mmssl.data.pairing import Pairing, build_pairing, pairing_texts, pick_caption
 from mmssl.heads.projection import ProjectionHead
 from mmssl.losses.infonce import clip_logit_scale, clip_loss, init_log_scale
 from mmssl.modalities.base import build_modality
@@ -66,68 +66,27 @@ class ClipTask(PretextTask):
         self.frozen = [m for m in self.modalities if cfg.towers.get(m, TowerConfig()).freeze]
         for m in self.frozen:
             self.towers[m].requires_grad_(False)
-        self.mode: str | None = None
+        # columns as they are until prepare_dataset chooses (evaluation reads single columns)
+        self.pairing: Pairing = Pairing(self.roles)
 
     # ------------------------------------------------------------------ data
 
     def tokenizer_texts(self) -> Iterator[str]:
-        """What the text tower will read: the caption column (of ``data``, else of
-        ``pair_with``), or, for prompts, every template filled with every class name."""
-        data = load_data(self.recipe.data)
-        sources = [data] + ([load_data(self.cfg.pair_with)] if self.cfg.pair_with is not None else [])
-        for source in sources:
-            if "text" in source.column_names:
-                yield from flatten_texts(source.select_columns(["text"])["text"])
-                return
-        names = self.cfg.class_names or class_names(data)
-        if names is None:
-            raise DataError(
-                "data.text.tokenizer: empty, and there are no captions (a 'text' column) nor class "
-                "names (task.class_names) to train one on; name a tokenizer or give one of them"
-            )
-        yield from prompt_texts(names, self.cfg.prompts)
+        """What the text tower will read (``mmssl.data.pairing.pairing_texts``), one text at a time."""
+        return flatten_texts(pairing_texts(self.recipe))
 
     def prepare_dataset(self, dataset: Any) -> Any:
-        """Choose how pairs are made: ``pair_with`` data, paired columns, or prompts from labels."""
-        columns = list(dataset.column_names or [])
-        first, second = self.roles
-        if self.cfg.pair_with is not None:
-            if "label" not in columns:
-                raise DataError(f"data: pairing by class needs a 'label' column (the data has {columns})")
-            partner = load_data(self.cfg.pair_with, required=(second, "label"))
-            self.partner = partner
-            labels = dataset.select_columns(["label"])["label"]
-            self.pairing = ClassPairing(partner.select_columns(["label"])["label"], sorted(set(labels)))
-            self.mode = "classes"
-        elif second in columns:
-            self.mode = "paired"
-        elif "text" == second and "label" in columns:
-            names = self.cfg.class_names or class_names(dataset)
-            if names is None:
-                raise DataError("task.class_names: the labels have no names; list them to make prompts")
-            self.prompt = PromptText(names, self.cfg.prompts)
-            self.mode = "prompts"
-        else:
-            raise DataError(
-                f"data: no {second!r} column to pair with {first!r} (the data has {columns}); "
-                f"map one with data.columns.{second}, or set task.pair_with"
-                + (", or give a label column for prompts" if second == "text" else "")
-            )
+        """Choose how pairs are made (``mmssl.data.pairing.build_pairing``); the data stays as it is."""
+        self.pairing = build_pairing(self.recipe, self.roles, dataset)
         return dataset
-
-    def _values(self, example: dict[str, Any], train: bool) -> dict[str, Any]:
-        first, second = self.roles
-        if self.mode == "classes":
-            partner = self.partner[self.pairing.pick(example["label"])]
-            return {first: example[first], second: partner[second]}
-        if self.mode == "prompts":
-            return {first: example[first], second: self.prompt(example["label"], train)}
-        return {role: example[role] for role in self.roles if role in example}
 
     def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
         """Model inputs of both modalities (of those present, in evaluation) under ``<modality>.``."""
         out: dict[str, Any] = {}
-        for modality, value in zip(self.modalities, (self._values(example, train).get(r) for r in self.roles)):
+        # the pair is drawn once per role, the first draw unused: drawing once would change
+        # every seeded run's pairs and loss curve (tests/test_default_backbones_unchanged.py)
+        values = (self.pairing.values(example, train).get(r) for r in self.roles)
+        for modality, value in zip(self.modalities, values):
             if value is None:
                 continue
             if modality == "text":
@@ -173,7 +132,7 @@ class ClipTask(PretextTask):
     def masks_same_label(self) -> bool:
         """Leave same-class rows out of the negatives: ``mask``, or ``auto`` when pairs are made by class."""
         if self.cfg.same_label_negatives == "auto":
-            return self.mode in ("classes", "prompts")
+            return self.pairing.by_class
         return self.cfg.same_label_negatives == "mask"
 
     def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
