@@ -31,7 +31,7 @@ from mmssl.recipe import load_recipe
 
 RECIPES = {
     "image": "recipes/simclr_resnet_cifar10.yaml",
-    "audio": "recipes/simclr_logmel_fsdd.yaml",
+    "audio": "recipes/simclr_logmel_allclips_fsdd.yaml",
     "text": "recipes/simclr_words_agnews.yaml",
 }
 ROWS = {"raw_input": "raw input", "random_init": "random init",

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ["data2vec_vision_cifar10", "data2vec_text_agnews", "data2vec_audio_fsdd",
            "data2vec2_vision_cifar10", "data2vec2_text_agnews", "data2vec2_audio_fsdd",
            "simclr_cifar10", "byol_cifar10", "dino_cifar10", "simclr_fsdd", "simclr_agnews",
-           "simclr_words_agnews", "simclr_logmel_fsdd"]
+           "simclr_words_agnews", "simclr_logmel_fsdd", "simclr_logmel_allclips_fsdd"]
 
 
 @pytest.mark.slow
