@@ -9,7 +9,7 @@ import yaml
 from hub_helpers import train_tiny_mae
 from huggingface_hub import ModelCard
 
-from mmssl.hub.card import eval_rows, model_card
+from mmssl.hub.card import model_card
 from mmssl.recipe import EvalConfig
 from mmssl.weights import load_run
 
@@ -143,10 +143,36 @@ def test_base_model_and_datasets_name_hub_ids(run_dir, tmp_path):
     assert str(tmp_path) not in str(card) and "started from `someone/pushed`" in str(card)
 
 
-def test_eval_rows_read_record_lists_and_nested_reports():
-    rows = eval_rows({"results": [{"protocol": "probe", "metric": "accuracy", "value": 0.5},
-                                  {"protocol": "broken", "metric": "accuracy"}]})
-    assert [(r["protocol"], r["metric"], r["value"]) for r in rows] == [("probe", "accuracy", 0.5)]
-    rows = eval_rows({"linear_probe": {"accuracy": 0.9, "n": "x"}, "knn": {"k20": {"top1": 0.7}}})
-    assert [(r["protocol"], r["metric"], r["value"]) for r in rows] == [
-        ("linear_probe", "accuracy", 0.9), ("knn.k20", "top1", 0.7)]
+def test_model_index_comes_from_the_report_that_eval_writes(run_dir, tmp_path):
+    """The card reads report.json through EvalReport, the shape eval/report.py writes."""
+    import shutil
+
+    import torch
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    from mmssl.eval.report import EvalReport, write_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    report = {
+        "run_dir": str(copy), "checkpoint": "step_3", "task": "mae", "num_classes": 2,
+        "sizes": {"train": 90, "val": 10, "test": 40}, "skipped_test_examples": 0, "skipped_label_rows": 0,
+        "data": {"train": {"source": "parquet", "path": None,
+                           "data_files": {"train": "/data/digits/train.parquet"}}, "test_split": "test"},
+        "settings": {"test_split": "test", "max_test_examples": 40, "pooling": "mean"},
+        "results": {"pretrained": {"linear": {"0.1": {"top1": 0.6, "top5": 1.0}, "1.0": {"top1": 0.9, "top5": 1.0}}},
+                    "random_init": {"linear": {"0.1": {"top1": 0.5, "top5": 1.0}, "1.0": {"top1": 0.55, "top5": 1.0}}}},
+        "seconds": 1.5,
+    }
+    features = (torch.randn(8, 4), torch.arange(8) % 2)
+    paths = write_report(report, copy / "eval", {"pretrained": features, "random_init": features})
+    assert EvalReport.from_json(paths["json"]) == EvalReport.from_dict(report)
+    recipe, task = load_run(copy)
+    card = ModelCard(str(model_card(recipe, task, copy)))
+    _, results = model_index_to_eval_results(card.data.to_dict()["model-index"])
+    assert {(r.metric_name, r.metric_value) for r in results} == {
+        ("linear (10% labels) accuracy", 0.6), ("linear (10% labels) top_5_accuracy", 1.0),
+        ("linear accuracy", 0.9), ("linear top_5_accuracy", 1.0)}
+    assert {(r.dataset_name, r.dataset_split, r.task_type) for r in results} == {
+        ("digits (40 examples of test)", "test", "image-classification")}
+    assert "| linear (10% labels) | accuracy | 0.6000 | 0.5000 |" in card.text

@@ -2,12 +2,15 @@
 
 The JSON holds everything (settings, sizes, every protocol at every label fraction for the
 pretrained backbone and its baselines: random init, raw input, supervised from scratch) and
-one verdict line per protocol; the Markdown and plots are views of it.
+one verdict line per protocol; the Markdown and plots are views of it. :class:`EvalReport`
+is its shape, which the model card (``mmssl.hub.card``) reads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +22,49 @@ BASELINES = {"random_init": "random init", "raw_input": "raw input", "supervised
 _STYLES = {"pretrained": "-o", "random_init": "--x", "raw_input": ":s", "supervised_from_scratch": "-.^"}
 
 
+@dataclass
+class EvalReport:
+    """``report.json`` as ``mmssl eval`` writes it. ``results``: model (``pretrained`` and the
+    baselines of ``BASELINES``) -> protocol -> label fraction (``"0.1"``) -> scores (``top1``,
+    ``top5``, ...); ``alignment`` (clip runs): model -> retrieval and zero-shot scores. A report
+    of the alignment protocol alone has no sizes, data or probe results."""
+
+    task: str = ""
+    results: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    run_dir: str = ""
+    checkpoint: str = ""
+    num_classes: int | None = None
+    #: examples of the train (less validation), validation and test splits
+    sizes: dict[str, int] = field(default_factory=dict)
+    skipped_test_examples: int = 0
+    skipped_label_rows: int = 0
+    #: ``train``: the data section the probes read (as in a recipe); ``test_split``
+    data: dict[str, Any] = field(default_factory=dict)
+    #: the ``eval:`` section it ran with
+    settings: dict[str, Any] = field(default_factory=dict)
+    alignment: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float | None = None
+    verdicts: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, report: dict[str, Any]) -> EvalReport:
+        """The report of a ``report.json``; keys a newer mmssl adds are left out."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in report.items() if k in names})
+
+    @classmethod
+    def from_json(cls, path: Path) -> EvalReport:
+        return cls.from_dict(json.loads(path.read_text()))
+
+
 def _fraction_label(fraction: str) -> str:
     return f"{float(fraction) * 100:g}%"
 
 
-def alignment_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``alignment`` section as rows: retrieval R@k each way and zero-shot top-k, with the
-    random-init score and chance (R@1 and top-1) beside the trained one."""
-    section = report.get("alignment")
+def alignment_rows(section: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A report's ``alignment`` section as rows: retrieval R@k each way and zero-shot top-k,
+    with the random-init score and chance (R@1 and top-1) beside the trained one."""
     if not section:
         return []
     trained, floor = section["pretrained"], section["random_init"]
@@ -55,7 +93,7 @@ def _alignment_table(report: dict[str, Any]) -> list[str]:
         "| protocol | metric | pretrained | random init | gain | chance |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for row in alignment_rows(report):
+    for row in alignment_rows(report["alignment"]):
         chance = "-" if row["chance"] is None else f"{row['chance']:.4f}"
         lines.append(
             f"| {row['protocol']} | {row['metric']} | {row['value']:.4f} | {row['random_init']:.4f} | "

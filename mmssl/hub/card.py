@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from mmssl.eval.report import alignment_rows
+from mmssl.eval.report import EvalReport, alignment_rows
 from mmssl.hub.formats import ExportParts, export_parts
 from mmssl.hub.usage import dual_encoder_usage, encoder_usage
 from mmssl.recipe import DataConfig, EvalConfig, Recipe, recipe_to_dict
@@ -32,6 +32,14 @@ EVAL_TASK_TYPES = {"vision": "image-classification", "text": "text-classificatio
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _eval_report(path: Path) -> EvalReport | None:
+    """The run's eval report; none when it was not evaluated (or the file is torn)."""
+    try:
+        return EvalReport.from_json(path)
     except (OSError, ValueError):
         return None
 
@@ -73,9 +81,9 @@ def _dataset_name(source: str | None, path: str | None, data_files: Any) -> str:
     return ", ".join(dict.fromkeys(n for n in names if n)) or str(source or "local data")
 
 
-def _test_subset(report: dict[str, Any], count: Any) -> int | None:
+def _test_subset(report: EvalReport, count: int | None) -> int | None:
     """The number of test examples scored when ``eval.max_test_examples`` may have cut the split."""
-    limit = (report.get("settings") or {}).get("max_test_examples")
+    limit = report.settings.get("max_test_examples")
     return count if isinstance(limit, int) and isinstance(count, int) and count >= limit else None
 
 
@@ -83,83 +91,37 @@ def _test_subset(report: dict[str, Any], count: Any) -> int | None:
 CARD_BASELINES = {"raw_input": "raw input", "supervised_from_scratch": "supervised from scratch"}
 
 
-def _mmssl_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of ``mmssl eval``'s report: pretrained scores per protocol and label fraction, then
-    the same for the raw-input and supervised-from-scratch baselines, named as such."""
-    data = report.get("data") if isinstance(report.get("data"), dict) else {}
-    train = data.get("train") if isinstance(data.get("train"), dict) else {}
+def eval_rows(report: EvalReport) -> list[dict[str, Any]]:
+    """``model-index`` rows of an eval report: pretrained scores per protocol and label fraction
+    (with the random-init score as ``baseline``), then the same for the raw-input and
+    supervised-from-scratch baselines, named as such, then a clip run's alignment scores.
+    ``examples`` is the number of test examples when only part of the split was scored
+    (``eval.max_test_examples``), else ``None``."""
+    train = report.data.get("train") or {}
     dataset = _dataset_name(train.get("source"), train.get("path"), train.get("data_files"))
-    examples = _test_subset(report, (report.get("sizes") or {}).get("test"))
-    floor = report["results"].get("random_init") or {}
-    rows = []
-    tables = [(protocol, by_fraction, "") for protocol, by_fraction in report["results"]["pretrained"].items()]
+    examples = _test_subset(report, report.sizes.get("test"))
+    floor = report.results.get("random_init") or {}
+    tables = [(protocol, by_fraction, "") for protocol, by_fraction in report.results.get("pretrained", {}).items()]
     tables += [(protocol, by_fraction, f", {name} baseline") for model, name in CARD_BASELINES.items()
-               if isinstance(report["results"].get(model), dict)
-               for protocol, by_fraction in report["results"][model].items()]
+               for protocol, by_fraction in report.results.get(model, {}).items()]
+    rows = []
     for protocol, by_fraction, suffix in tables:
-        if not isinstance(by_fraction, dict):
-            continue
         for fraction, scores in by_fraction.items():
-            if not isinstance(scores, dict):
-                continue
-            try:
-                labels = f" ({float(fraction) * 100:g}% labels)" if float(fraction) != 1.0 else ""
-            except ValueError:
-                labels = f" ({fraction})"
+            labels = f" ({float(fraction) * 100:g}% labels)" if float(fraction) != 1.0 else ""
             for key, value in scores.items():
+                # a score can be missing (top-5 of fewer than five classes) or NaN
                 if key not in METRIC_TYPES or (value := _number(value)) is None:
                     continue
-                baseline = None if suffix else _number(((floor.get(protocol) or {}).get(fraction) or {}).get(key))
-                rows.append({"protocol": f"{protocol}{labels}{suffix}", "metric": METRIC_TYPES.get(key, key),
+                baseline = None if suffix else _number(floor.get(protocol, {}).get(fraction, {}).get(key))
+                rows.append({"protocol": f"{protocol}{labels}{suffix}", "metric": METRIC_TYPES[key],
                              "value": value, "baseline": baseline, "dataset": dataset,
-                             "split": data.get("test_split"), "examples": examples})
-    split = (report.get("settings") or {}).get("test_split")
-    scored = ((report.get("alignment") or {}).get("pretrained") or {}).get("num_examples") or {}
+                             "split": report.data.get("test_split"), "examples": examples})
+    scored = (report.alignment.get("pretrained") or {}).get("num_examples") or {}
     examples = _test_subset(report, next(iter(scored.values()), None))
-    for row in alignment_rows(report):
+    for row in alignment_rows(report.alignment):
         rows.append({"protocol": row["protocol"], "metric": METRIC_TYPES[row["metric"]], "value": row["value"],
-                     "baseline": row["random_init"], "dataset": dataset, "split": split, "examples": examples})
-    return rows
-
-
-def eval_rows(report: Any) -> list[dict[str, Any]]:
-    """``(protocol, metric, value, dataset, split, examples)`` rows from an eval report, read
-    defensively; ``examples`` is the number of test examples when only part of the split was
-    scored (``eval.max_test_examples``), else ``None``.
-
-    Reads ``mmssl eval``'s ``report.json`` (``results.pretrained.<protocol>.<fraction>``,
-    with the random-init floor as ``baseline``); otherwise a list of result records
-    (``protocol``/``name``, ``metric``, ``value``, optional ``dataset``, ``split``), the same
-    under a ``results`` key, or nested mappings whose numeric leaves are metrics.
-    """
-    results = report.get("results") if isinstance(report, dict) else None
-    if isinstance(results, dict) and isinstance(results.get("pretrained"), dict):
-        return _mmssl_eval_rows(report)
-    if isinstance(results, list):
-        report = report["results"]
-    rows: list[dict[str, Any]] = []
-    if isinstance(report, list):
-        for item in report:
-            if not isinstance(item, dict):
-                continue
-            value = _number(item.get("value"))
-            metric = item.get("metric")
-            if value is None or not isinstance(metric, str):
-                continue
-            protocol = item.get("protocol") or item.get("name") or "eval"
-            rows.append({"protocol": str(protocol), "metric": metric, "value": value,
-                         "dataset": item.get("dataset"), "split": item.get("split")})
-        return rows
-
-    def walk(node: Any, path: list[str]) -> None:
-        if isinstance(node, dict):
-            for key, child in node.items():
-                walk(child, path + [str(key)])
-        elif (value := _number(node)) is not None and len(path) >= 2:
-            rows.append({"protocol": ".".join(path[:-1]), "metric": path[-1], "value": value,
-                         "dataset": None, "split": None})
-
-    walk(report, [])
+                     "baseline": row["random_init"], "dataset": dataset, "split": report.settings.get("test_split"),
+                     "examples": examples})
     return rows
 
 
@@ -334,7 +296,7 @@ def _pooling(recipe: Recipe, task: Any) -> str:
 def model_card(recipe: Recipe, task: Any, run_dir: str | Path | None = None) -> ModelCard:
     """The card for ``task`` trained by ``recipe``; ``run_dir`` adds training and eval facts."""
     run_dir = Path(run_dir) if run_dir is not None else None
-    report = _read_json(run_dir / "eval" / "report.json") if run_dir else None
+    report = _eval_report(run_dir / "eval" / "report.json") if run_dir else None
     rows = eval_rows(report) if report is not None else []
     repo = recipe.hub.repo_id or "PATH/TO/EXPORT"
     parts: ExportParts | None = None
