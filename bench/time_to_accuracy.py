@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 import pyarrow.parquet as pq
 import torch
 import transformers
@@ -232,9 +233,9 @@ class TextModality(TaskDataModality):
     def prepare(self, args: argparse.Namespace) -> None:
         """Train one tokenizer on the pretraining rows; both methods use its vocabulary."""
         super().prepare(args)
-        text = self.recipe(self.baseline, args).data.text
-        out = args.out / "tokenizer"
-        texts = load_data(self.recipe(self.baseline, args).data, required=("text",)).select(self.spans["pretrain"])
+        data = self.recipe(self.baseline, args).data
+        text, out = data.text, args.out / "tokenizer"
+        texts = load_data(data, required=("text",)).select(self.spans["pretrain"])
         train_tokenizer(iter_texts(texts), out, vocab_size=text.vocab_size, model_type=text.tokenizer_model,
                         lowercase=text.lowercase, max_sentences=text.tokenizer_sample,
                         model_max_length=text.max_length)
@@ -373,6 +374,10 @@ def plot(results: list[dict], modality: Modality, path: Path) -> None:
             points = [p for p in r["curve"] if p["seconds"] > 0]
             ax.plot([p["seconds"] for p in points], [100 * p[metric] for p in points], "o-", label=r["method"])
         ax.set_xscale("log")
+        ax.set_xticks([p["seconds"] for p in results[0]["curve"] if p["seconds"] > 0])
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.axhline(100 * results[0]["curve"][0][metric], color="grey", ls=":", label="random init")
         ax.set_xlabel("training time, s (one thread's CPU time; log)")
         ax.set_ylabel(f"{metric} top-1 on the validation rows (%)")
         ax.grid(alpha=0.3)
