@@ -7,7 +7,10 @@ of the GPU), the fraction of step time the host spent waiting for the DataLoader
 GPU memory, with bf16 autocast, fused AdamW, ``torch.compile`` and DataLoader workers. Two
 runners train the same freshly built model on the same synthetic examples (made in the
 workers, so the data cost is real: random images, token ids with MLM masking, waveforms
-with wav2vec 2.0 span masks and negatives, SimCLR's two augmented views):
+with wav2vec 2.0 span masks and negatives, SimCLR's two augmented views). SimCLR runs a
+second time with its views made on the GPU (``data.image.augment_on: device``): the workers
+only draw and resize a ``uint8`` image, ``mmssl.augment.batched`` makes both views per image
+in the model's forward; its row beside the first shows what moving augmentation costs or saves:
 
 - ``mmssl loop``: what ``mmssl/train/loop.py`` does per step (autocast, fused AdamW, clipping,
   pinned memory, non-blocking copies, optional compile), without ``datasets``;
@@ -15,8 +18,9 @@ with wav2vec 2.0 span masks and negatives, SimCLR's two augmented views):
   ``adamw_torch_fused``, ``torch_compile``, ``dataloader_num_workers``). lightly is the
   SimCLR peer in ``bench/simclr_vs_lightly.py``; it is used here only when importable.
 
-It writes one Markdown table. Nothing here needs ``datasets``, so it runs on the device
-machine as it is (see ``bench/gpu.sh``). On CPU, ``--smoke`` runs tiny models for a few steps
+It writes one Markdown table. Nothing here needs ``datasets`` or an mmssl install (mmssl's
+augmentation modules are imported from this checkout), so it runs on the device machine as
+it is (see ``bench/gpu.sh``). On CPU, ``--smoke`` runs tiny models for a few steps
 (the test suite does this). Full run on an H100/H200: ``bash bench/gpu.sh`` (about 6 min).
 """
 
@@ -27,6 +31,7 @@ import contextlib
 import math
 import os
 import platform
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -55,6 +60,11 @@ from transformers.models.wav2vec2.modeling_wav2vec2 import (
     _compute_mask_indices,
     _sample_negative_indices,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mmssl from this checkout, not installed
+from mmssl.augment.batched import BatchedViews  # noqa: E402
+from mmssl.augment.vision import ViewConfig  # noqa: E402
+from mmssl.recipe import ImageConfig  # noqa: E402
 
 #: bf16 dense peak of a GPU, FLOP/s (vendor data sheets, SXM parts), by a name fragment.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
@@ -220,10 +230,39 @@ def simclr(smoke: bool) -> Workload:
                     4 if smoke else 256, SimCLR, example, notes=[f"2 views of {size}px"])
 
 
+class SimCLROnDevice(SimCLR):
+    """The same model fed the way ``data.image.augment_on: device`` feeds mmssl's SimCLR: a
+    batch of ``uint8`` images, whose two views (the same crop, flip, jitter and grey
+    probabilities, per image) are made on the GPU by ``mmssl.augment.batched``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.image = ImageConfig(size=size, mean=[0.0] * 3, std=[1.0] * 3)
+        self.view = ViewConfig(size, (0.08, 1.0), jitter=0.5, blur_prob=0.0)  # jitter 0.4/0.4/0.4/0.1
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        views = BatchedViews(self.image, [self.view] * 2).finish([images])
+        return super().forward(*views)
+
+
+def simclr_device(smoke: bool) -> Workload:
+    size = 32 if smoke else 224
+    resize = v2.Resize(size, antialias=True)  # what the workers still do: decode (here: draw) and resize
+
+    def example(i: int) -> dict:
+        g = torch.Generator().manual_seed(i)
+        image = torch.randint(0, 256, (3, size + size // 7, size + size // 7), dtype=torch.uint8, generator=g)
+        return {"images": resize(image)}
+
+    name = "SimCLR ResNet-50, views on device"
+    return Workload(name if not smoke else f"{name} (smoke)", "images", 4 if smoke else 256,
+                    lambda: SimCLROnDevice(size), example, notes=[f"2 views of {size}px made on the device"])
+
+
 def workloads(smoke: bool) -> list[tuple[str, Workload | None]]:
     return [("mae", mae(smoke)), ("bert", text_workload("BERT-base", smoke)),
             ("modernbert", text_workload("ModernBERT-base", smoke)), ("wav2vec2", wav2vec2(smoke)),
-            ("simclr", simclr(smoke))]
+            ("simclr", simclr(smoke)), ("simclr_device", simclr_device(smoke))]
 
 
 # ----------------------------------------------------------------------------- runners
@@ -419,7 +458,8 @@ def run_all(selected: list[tuple[str, Workload | None]], settings: Settings, out
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny models, a few steps (runs on CPU)")
-    parser.add_argument("--workloads", nargs="+", default=["mae", "bert", "modernbert", "wav2vec2", "simclr"])
+    parser.add_argument("--workloads", nargs="+",
+                        default=["mae", "bert", "modernbert", "wav2vec2", "simclr", "simclr_device"])
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default 30; smoke 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps (default 10; smoke 1)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default 8; smoke 0)")

@@ -92,6 +92,10 @@ class ImageConfig:
     random_resized_crop: bool = True
     crop_scale: list[OpenUnitFloat] = field(default_factory=lambda: [0.2, 1.0])
     horizontal_flip: bool = True
+    #: where SimCLR/BYOL/DINO make their image views: ``workers`` (per example, in the
+    #: DataLoader workers) or ``device`` (workers only decode and resize to ``size``; each
+    #: batch's views are made on the accelerator, ``mmssl.augment.batched``)
+    augment_on: Literal["workers", "device"] = "workers"
 
     def __post_init__(self) -> None:
         if len(self.crop_scale) != 2 or self.crop_scale[0] > self.crop_scale[1]:

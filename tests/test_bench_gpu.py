@@ -19,7 +19,8 @@ def test_gpu_bench_smoke_runs_every_workload_on_cpu(tmp_path):
     assert bench.main(["--smoke", "--out", str(out)]) == 0
     text = out.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and "(smoke)" in line]
-    names = {"MAE", "BERT-base", "ModernBERT-base", "wav2vec 2.0", "SimCLR ResNet-50"}
+    names = {"MAE", "BERT-base", "ModernBERT-base", "wav2vec 2.0", "SimCLR ResNet-50",
+             "SimCLR ResNet-50, views on device"}
     for name in names:
         mine = [r for r in rows if r.startswith(f"| {name} (smoke)")]
         assert len(mine) == 2, (name, text)  # the mmssl loop and Trainer

@@ -1,1 +1,2 @@
-"""Random augmentations per modality; they run in DataLoader workers (``preprocess``)."""
+"""Random augmentations per modality; they run in DataLoader workers (``preprocess``), or on
+the accelerator for image views with ``data.image.augment_on: device`` (``batched``)."""

@@ -55,6 +55,11 @@ class MultiView:
     def __call__(self, picture: Any) -> list[torch.Tensor]:
         return [transform(picture) for transform in self.transforms]
 
+    def finish(self, batches: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The view batches as collated: the views were made in the workers
+        (``mmssl.augment.batched.BatchedViews`` makes them here, on the device, instead)."""
+        return batches
+
 
 def collate_views(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack view ``k`` of every example into ``views_k`` ``[batch, C, H, W]`` (crops of one

@@ -71,6 +71,8 @@ class Modality:
     tower_poolings: ClassVar[tuple[str, ...]] = ("mean", "cls")
     #: whether joint-embedding tasks may ask for local (smaller) views.
     local_views: ClassVar[bool] = True
+    #: whether it can make its training views on the device (``data.image.augment_on: device``).
+    views_on_device: ClassVar[bool] = False
     #: padding value per batch key when view batches of different widths are joined.
     pad_values: ClassVar[dict[str, float]] = {}
 

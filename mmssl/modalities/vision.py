@@ -15,6 +15,7 @@ from torchvision.transforms import v2
 from transformers import CLIPImageProcessor, PreTrainedModel, ViTConfig, ViTMAEConfig, ViTModel
 from transformers.image_utils import PILImageResampling
 
+from mmssl.augment.batched import BatchedViews
 from mmssl.augment.vision import MultiView, collate_views, view_transform
 from mmssl.modalities.base import Modality, ViewRequest, register
 from mmssl.modalities.configs import TowerConfig, make_config, preset_fields
@@ -194,6 +195,7 @@ class VisionModality(Modality):
     default_pooling = "cls"
     tower_pooling = "pooler"
     tower_poolings = ("pooler", "cls", "mean")
+    views_on_device = True
 
     def __init__(self, recipe: Recipe, backbone: str | None = None, views: ViewRequest | None = None,
                  corpus: Any = None) -> None:
@@ -201,7 +203,11 @@ class VisionModality(Modality):
         self.adapter = VisionAdapter(recipe.data.image)
         if views is not None:
             kinds = [views.image] * views.count + [views.local_image] * views.num_local
-            self.views = MultiView([view_transform(recipe.data.image, v) for v in kinds])
+            image = recipe.data.image
+            # with augment_on: device the workers only resize; the views are made in view_batches
+            self.views: MultiView | BatchedViews = (
+                BatchedViews(image, kinds) if image.augment_on == "device"
+                else MultiView([view_transform(image, v) for v in kinds]))
 
     def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
         return self.adapter.preprocess(example, train)
@@ -217,7 +223,8 @@ class VisionModality(Modality):
 
     def view_batches(self, batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         count = sum(1 for k in batch if k.startswith("views_"))
-        return [{"pixel_values": batch[f"views_{k}"]} for k in range(count)]
+        views = self.views.finish([batch[f"views_{k}"] for k in range(count)])
+        return [{"pixel_values": v} for v in views]
 
     def tower_encoder(self, cfg: TowerConfig, pooling: str) -> nn.Module:
         config = vit_config(ModelConfig(cfg.preset, dict(cfg.config)), self.recipe.data.image)

@@ -46,6 +46,8 @@ class PretextTask(nn.Module):
     optional_columns: tuple[str, ...] = ()
     #: examples ``prepare_dataset`` dropped under ``on_bad_example: skip``; the loop counts them.
     prepared_bad_examples: int = 0
+    #: whether the task makes its image views on the device (``data.image.augment_on: device``).
+    augments_on_device: bool = False
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__()
@@ -106,4 +108,9 @@ class PretextTask(nn.Module):
 
 def build_task(recipe: Recipe) -> PretextTask:
     """Instantiate the task the recipe names, from the registry."""
-    return TASKS.get(recipe.task.name).obj.from_recipe(recipe)
+    task = TASKS.get(recipe.task.name).obj.from_recipe(recipe)
+    if recipe.data.image.augment_on == "device" and not task.augments_on_device:
+        raise ValueError(f"data.image.augment_on=device: task {recipe.task.name!r} makes no image "
+                         "views on the device (simclr, byol and dino with task.modality: vision do); "
+                         "use data.image.augment_on: workers")
+    return task

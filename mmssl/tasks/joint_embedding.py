@@ -46,6 +46,7 @@ class JointEmbeddingTask(PretextTask):
         self.pooling = cfg.pooling or self.modality.default_pooling
         self.backbone_spec = self.modality.backbone
         self.backbone_spec.check_pooling(self.pooling, "task.pooling")
+        self.augments_on_device = self.modality.views_on_device
         self.modalities = (cfg.modality,)
         self.required_columns = (self.modality.column,)
         self.encoder = self.modality.build_encoder()
