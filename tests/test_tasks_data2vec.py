@@ -39,7 +39,7 @@ def test_vision_mask_count_and_loss_equals_the_targets_at_masked_patches():
     torch.manual_seed(3)
     out = task(batch)
     torch.manual_seed(3)
-    mask = task.inputs.masked(batch)
+    mask = task.modality.token_mask(task.encoder, batch, task.cfg)
     assert mask.shape == (8, 16) and torch.equal(mask.sum(1), torch.full((8,), 8))
     with torch.no_grad():
         states = task.teacher(pixel_values=batch["pixel_values"], output_hidden_states=True).hidden_states
@@ -59,7 +59,7 @@ def test_student_sees_the_mask_and_the_teacher_does_not():
     with torch.no_grad():
         plain = task.encoder(pixel_values=pixels, output_hidden_states=True).hidden_states
         masked = task.encoder(pixel_values=pixels, bool_masked_pos=mask).last_hidden_state
-        states, _ = task.inputs.teacher(task.teacher, batch)
+        states, _ = task.modality.token_states(task.teacher, batch)
     assert not torch.allclose(plain[-1], masked)
     # the teacher's targets are the unmasked blocks' outputs (before the final layer norm);
     # at init the teacher is the student

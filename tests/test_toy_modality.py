@@ -184,3 +184,16 @@ def test_a_modality_is_known_to_recipes_once_registered(signal_modality):
         recipe_from_dict({"task": task, "data": {}})
     with pytest.raises(RecipeError, match="unknown modality 'signal'"):
         recipe_from_dict({"task": {"name": "clip", "modalities": ["signal", "vision"]}, "data": {}})
+
+
+@pytest.mark.parametrize("task_name", ["data2vec", "data2vec2"])
+def test_a_modality_without_per_token_masking_cannot_serve_data2vec(signal_modality, tmp_path, capsys, task_name):
+    recipe = _recipe(tmp_path, {"name": task_name, "modality": "signal", "top_k": 1})
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    capsys.readouterr()  # writing the data set's parquet files shows progress bars
+    assert main(["pretrain", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "mmssl pretrain: error: task.modality=signal: the signal modality has no per-token masking, so it "
+        "cannot serve masked prediction (data2vec); use a joint-embedding task (simclr)\n")
+    assert not (Path(recipe["output_dir"]) / "metrics.jsonl").exists()

@@ -19,7 +19,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from mmssl.augment.audio import AudioViews, SpectrogramViews
 from mmssl.augment.configs import AudioViewConfig
-from mmssl.modalities.base import Modality, ViewRequest, register
+from mmssl.modalities.base import Modality, Tokens, ViewRequest, register
 from mmssl.modalities.configs import make_config, preset_fields
 from mmssl.modalities.pooling import masked_mean
 from mmssl.recipe import AudioConfig, ModelConfig, Recipe
@@ -330,7 +330,9 @@ class AudioModality(Modality):
     audio adapter), then each view crops and augments that waveform (``task.audio_views``;
     local views are shorter crops); views are padded with attention masks, and spectrogram
     encoders get each padded batch as fixed-length log-mel features (``Backbone.featurize``),
-    then BYOL-A's spectrogram steps when the recipe asks for them (``SpectrogramViews``)."""
+    then BYOL-A's spectrogram steps when the recipe asks for them (``SpectrogramViews``).
+    Masked prediction runs on Wav2Vec2's latent frames: wav2vec 2.0 span masks (data2vec
+    1.0), frames from padding never real."""
 
     name = "audio"
     column = "audio"
@@ -391,3 +393,45 @@ class AudioModality(Modality):
         if pooling == "cls":
             return hidden[:, 0]
         return masked_mean(hidden, None if mask is None else valid_frames(encoder, mask))
+
+    def token_encoder(self, mask_token: bool) -> nn.Module:
+        return self.build_encoder()
+
+    def token_mask(self, encoder: nn.Module, batch: dict[str, torch.Tensor], cfg: Any) -> torch.Tensor:
+        """Spans of ``cfg.mask_length`` frames (``cfg.mask_prob``, at least ``cfg.min_masks``)."""
+        attention = batch["attention_mask"]
+        lengths, total = frame_lengths(encoder, attention), num_frames(encoder, attention.shape[1])
+        return compute_span_mask(lengths, cfg.mask_prob, cfg.mask_length, total, cfg.min_masks)
+
+    def masked_token_states(self, encoder: nn.Module, batch: dict[str, torch.Tensor],
+                            mask: torch.Tensor) -> torch.Tensor:
+        return _run(encoder, batch, mask).last_hidden_state
+
+    def token_states(self, encoder: nn.Module, batch: dict[str, torch.Tensor]
+                     ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        valid = valid_frames(encoder, batch["attention_mask"])
+        # an explicit empty mask: without one the model would draw its own SpecAugment mask
+        out = _run(encoder, batch, torch.zeros_like(valid), output_hidden_states=True)
+        return out.hidden_states[1:], valid
+
+    def token_features(self, encoder: nn.Module, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+        if pooling != "mean":
+            raise ValueError(f"eval.pooling={pooling!r}: Wav2Vec2 has no CLS token; use 'mean'")
+        valid = valid_frames(encoder, batch["attention_mask"])
+        return masked_mean(_run(encoder, batch, torch.zeros_like(valid)).last_hidden_state, valid)
+
+    def token_embeddings(self, encoder: nn.Module, batch: dict[str, torch.Tensor]) -> Tokens:
+        """The conv feature encoder and projection on the whole clip (frames of padding not real)."""
+        features = encoder.feature_extractor(batch["input_values"]).transpose(1, 2)
+        hidden, _ = encoder.feature_projection(features)
+        return hidden, valid_frames(encoder, batch["attention_mask"]), None
+
+    def encode_tokens(self, encoder: nn.Module, x: torch.Tensor, attend: torch.Tensor,
+                      prefix: torch.Tensor | None) -> torch.Tensor:
+        """The kept frames through the transformer (its convolutional positions see only those)."""
+        return encoder.encoder(x, attention_mask=attend).last_hidden_state
+
+
+def _run(encoder: nn.Module, batch: dict[str, torch.Tensor], mask: torch.Tensor, **kwargs: Any) -> Any:
+    """Wav2Vec2 with the time mask ``mask`` (masked frames replaced by its mask embedding)."""
+    return encoder(batch["input_values"], attention_mask=batch["attention_mask"], mask_time_indices=mask, **kwargs)

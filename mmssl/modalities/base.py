@@ -6,7 +6,9 @@ decoding and validating one example (a ``ValueError`` there is a bad example, ju
 ``data.on_bad_example``), eval preprocessing, augmented training views, collate and
 padding, joining several view batches for one forward pass, building its encoder from the
 backbone registry (``model.backbone``, else ``default_backbone``), pooled features and the
-processor an export carries. Each ``mmssl/modalities/<name>.py`` defines one and registers
+processor an export carries; a modality that serves masked prediction (data2vec 1.0 and
+2.0) also builds the per-token encoder those tasks need, masks its batches and gives
+per-token hidden states with their validity mask (the ``token_*`` methods). Each ``mmssl/modalities/<name>.py`` defines one and registers
 it in ``MODALITIES``; tasks look it up by name (:func:`build_modality`), so a new modality
 is one file (docs/architecture.md, "Add a modality"; tests/test_toy_modality.py).
 
@@ -44,6 +46,10 @@ class ViewRequest:
     local_image: Any = None
 
 
+#: data2vec 2.0's embedded input: tokens, which are real (or ``None``), an always-kept prefix.
+Tokens = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
 def split_views(batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     """``views_<k>_<key>`` entries as one ``{key: ...}`` batch per view ``k``."""
     count = len({name.split("_")[1] for name in batch if name.startswith("views_")})
@@ -75,6 +81,8 @@ class Modality:
     views_on_device: ClassVar[bool] = False
     #: padding value per batch key when view batches of different widths are joined.
     pad_values: ClassVar[dict[str, float]] = {}
+    #: dimensions of the grid its tokens lie on (2 for image patches), for data2vec 2.0's decoder.
+    token_grid_dims: ClassVar[int] = 1
 
     def __init__(self, recipe: Recipe, backbone: str | None = None, views: ViewRequest | None = None,
                  corpus: Callable[[], Iterable[Any]] | None = None) -> None:
@@ -171,6 +179,61 @@ class Modality:
     def tower_features(self, encoder: nn.Module, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
         """A tower's pooled features (as :meth:`pooled` unless a modality's towers differ)."""
         return self.pooled(encoder, batch, pooling)
+
+    # ------------------------------------------------------------------ masked prediction (data2vec)
+    # Per-token encoders, masks and hidden states. A modality without them cannot serve
+    # data2vec: each default raises the one-line error of :meth:`no_masked_prediction`.
+
+    def no_masked_prediction(self) -> ValueError:
+        return ValueError(f"task.modality={self.name}: the {self.name} modality has no per-token masking, so "
+                          f"it cannot serve masked prediction (data2vec); use a joint-embedding task (simclr)")
+
+    def token_encoder(self, mask_token: bool) -> nn.Module:
+        """A fresh encoder with per-token outputs; ``mask_token``: the student replaces masked
+        positions by a learned token (data2vec 1.0), else masked positions are dropped (2.0)."""
+        raise self.no_masked_prediction()
+
+    def masked_preprocess(self, example: dict[str, Any]) -> dict[str, Any]:
+        """A training example for masked prediction (what masking in the collator needs)."""
+        return self.preprocess(example, train=True)
+
+    def masked_collate(self, items: list[dict[str, Any]], cfg: Any) -> dict[str, torch.Tensor]:
+        """A batch for masked prediction; masks drawn here (from ``task:`` settings ``cfg``)
+        are read back by :meth:`token_mask`."""
+        return self.collate(items)
+
+    def token_mask(self, encoder: nn.Module, batch: dict[str, torch.Tensor], cfg: Any) -> torch.Tensor:
+        """``[batch, tokens]`` bool: the positions data2vec 1.0's student sees masked."""
+        raise self.no_masked_prediction()
+
+    def masked_token_states(self, encoder: nn.Module, batch: dict[str, torch.Tensor],
+                            mask: torch.Tensor) -> torch.Tensor:
+        """``[batch, tokens, hidden]``: the last layer of ``encoder`` on the masked input."""
+        raise self.no_masked_prediction()
+
+    def token_states(self, encoder: nn.Module, batch: dict[str, torch.Tensor]
+                     ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """Every layer's ``[batch, tokens, hidden]`` output on the whole input, and which
+        tokens are real (``None``: all)."""
+        raise self.no_masked_prediction()
+
+    def token_features(self, encoder: nn.Module, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+        """``[batch, hidden]`` pooled features of a :meth:`token_encoder` (eval)."""
+        raise self.no_masked_prediction()
+
+    def token_embeddings(self, encoder: nn.Module, batch: dict[str, torch.Tensor]) -> Tokens:
+        """data2vec 2.0: ``(embedded tokens, valid or None, prefix or None)`` of the whole
+        input, before the transformer layers (``prefix``: tokens always kept, e.g. CLS)."""
+        raise self.no_masked_prediction()
+
+    def encode_tokens(self, encoder: nn.Module, x: torch.Tensor, attend: torch.Tensor,
+                      prefix: torch.Tensor | None) -> torch.Tensor:
+        """data2vec 2.0: the transformer layers on the kept tokens ``x`` (``attend``: real ones)."""
+        raise self.no_masked_prediction()
+
+    def token_grid(self, length: int) -> tuple[int, ...]:
+        """The grid ``length`` tokens lie on (``token_grid_dims`` sides)."""
+        return (length,)
 
 
 def build_modality(name: str, recipe: Recipe, **kwargs: Any) -> Modality:

@@ -34,12 +34,14 @@ from transformers import (
     PreTrainedTokenizerBase,
     RobertaConfig,
 )
+from transformers.masking_utils import create_bidirectional_mask
 
 from mmssl.augment.text import TextViews
 from mmssl.data.examples import BadExampleError
 from mmssl.data.sources import load_data
-from mmssl.modalities.base import Modality, ViewRequest, register
+from mmssl.modalities.base import Modality, Tokens, ViewRequest, register
 from mmssl.modalities.configs import TowerConfig, make_config, preset_fields
+from mmssl.modalities.pooling import masked_mean
 from mmssl.modalities.tokenizer import iter_texts, train_tokenizer
 from mmssl.recipe import ModelConfig, Recipe, TextConfig
 
@@ -376,7 +378,9 @@ class TextModality(Modality):
     """Texts from the ``text`` column on the recipe's tokenizer (trained into the run dir,
     from ``corpus`` or the text column, when none is named): tokenized once in ``prepare``
     (packed or one text per example), span deletion and token dropout as training views
-    (no local views), padded id batches, BERT or ModernBERT encoders."""
+    (no local views), padded id batches, BERT or ModernBERT encoders. Masked prediction:
+    data2vec 1.0 BERT-masks the tokens in the collator, from a seed each training example
+    draws in ``masked_preprocess``; padding is never a target."""
 
     name = "text"
     column = "text"
@@ -391,6 +395,8 @@ class TextModality(Modality):
         self.tokenizer = ensure_tokenizer(recipe, corpus)
         self.adapter = TextAdapter(recipe.data.text, self.tokenizer)
         self.pad_values = {"input_ids": self.tokenizer.pad_token_id, "attention_mask": 0}
+        #: BERT maskers by ``mask_prob``, built on first use by :meth:`masked_collate`
+        self.maskers: dict[float, TokenMasker] = {}
         if views is not None:
             # [UNK] stands for ordinary text, so views may drop it like any other token
             kept = [i for i in self.tokenizer.all_special_ids if i != self.tokenizer.unk_token_id]
@@ -430,3 +436,53 @@ class TextModality(Modality):
         if pooling == "pooler" and getattr(model, "pooler", None) is None:
             raise ValueError("task.towers.text.pooling: this text model has no pooler; use 'cls' or 'mean'")
         return model
+
+    def token_encoder(self, mask_token: bool) -> nn.Module:
+        """The backbone's encoder; masked tokens become the tokenizer's [MASK] (checked here,
+        before training) when ``mask_token``."""
+        if mask_token and self.tokenizer.mask_token_id is None:
+            raise ValueError("masking needs a tokenizer with a mask token ([MASK])")
+        return self.build_encoder()
+
+    def masked_preprocess(self, example: dict[str, Any]) -> dict[str, Any]:
+        """The example's ids and a mask seed, drawn under the loop's per-example seed."""
+        return {**self.preprocess(example, train=True), "mask_seed": int(torch.randint(0, 2**62, ()))}
+
+    def masked_collate(self, items: list[dict[str, Any]], cfg: Any) -> dict[str, torch.Tensor]:
+        """Padded ids plus ``masked_input_ids`` (BERT masking at ``cfg.mask_prob``, each row
+        from its seed) and ``target_mask``, when the items carry seeds."""
+        batch = self.collate(items)
+        if "mask_seed" in items[0]:
+            if cfg.mask_prob not in self.maskers:
+                self.maskers[cfg.mask_prob] = TokenMasker(self.tokenizer, cfg.mask_prob)
+            masker = self.maskers[cfg.mask_prob]
+            batch["masked_input_ids"], labels = mask_per_example(
+                masker, batch["input_ids"], batch["attention_mask"], [item["mask_seed"] for item in items])
+            batch["target_mask"] = labels != IGNORE_INDEX
+        return batch
+
+    def token_mask(self, encoder: nn.Module, batch: dict[str, torch.Tensor], cfg: Any) -> torch.Tensor:
+        return batch["target_mask"]
+
+    def masked_token_states(self, encoder: nn.Module, batch: dict[str, torch.Tensor],
+                            mask: torch.Tensor) -> torch.Tensor:
+        return encoder(input_ids=batch["masked_input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+
+    def token_states(self, encoder: nn.Module, batch: dict[str, torch.Tensor]
+                     ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        out = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+        return out.hidden_states[1:], batch["attention_mask"].bool()
+
+    def token_features(self, encoder: nn.Module, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+        hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        return hidden[:, 0] if pooling == "cls" else masked_mean(hidden, batch["attention_mask"].bool())
+
+    def token_embeddings(self, encoder: nn.Module, batch: dict[str, torch.Tensor]) -> Tokens:
+        """Token + position embeddings of the whole text; padding is not real."""
+        return encoder.embeddings(input_ids=batch["input_ids"]), batch["attention_mask"].bool(), None
+
+    def encode_tokens(self, encoder: nn.Module, x: torch.Tensor, attend: torch.Tensor,
+                      prefix: torch.Tensor | None) -> torch.Tensor:
+        """The kept tokens through the encoder; padding and empty slots left out by the mask."""
+        mask = create_bidirectional_mask(config=encoder.config, inputs_embeds=x, attention_mask=attend.long())
+        return encoder.encoder(x, attention_mask=mask).last_hidden_state

@@ -17,8 +17,9 @@ from transformers.image_utils import PILImageResampling
 
 from mmssl.augment.batched import BatchedViews
 from mmssl.augment.vision import MultiView, collate_views, view_transform
-from mmssl.modalities.base import Modality, ViewRequest, register
+from mmssl.modalities.base import Modality, Tokens, ViewRequest, register
 from mmssl.modalities.configs import TowerConfig, make_config, preset_fields
+from mmssl.modalities.pooling import pool
 from mmssl.recipe import ImageConfig, ModelConfig, Recipe
 
 #: ViT sizes; ``nano`` is for tests and the CPU quickstart, the rest follow DeiT/ViT.
@@ -187,7 +188,9 @@ def as_vit(model: PreTrainedModel, pooler: bool) -> ViTModel:
 class VisionModality(Modality):
     """Images from the ``image`` column: the eval transform an export's image processor
     repeats, torchvision v2 crops as training views (crops of one kind share a size, so a
-    view batch is one stacked ``[batch, C, H, W]``), and ViT/ResNet/ConvNeXt encoders."""
+    view batch is one stacked ``[batch, C, H, W]``), and ViT/ResNet/ConvNeXt encoders.
+    Masked prediction runs on ViT's patch tokens (the CLS token is left out of the targets):
+    data2vec 1.0 replaces masked patches by ViT's mask token, 2.0 drops them."""
 
     name = "vision"
     column = "image"
@@ -196,6 +199,7 @@ class VisionModality(Modality):
     tower_pooling = "pooler"
     tower_poolings = ("pooler", "cls", "mean")
     views_on_device = True
+    token_grid_dims = 2
 
     def __init__(self, recipe: Recipe, backbone: str | None = None, views: ViewRequest | None = None,
                  corpus: Any = None) -> None:
@@ -239,3 +243,42 @@ class VisionModality(Modality):
                 f"data.image.channels to match (now {image.size}, {image.channels})"
             )
         return model
+
+    def token_encoder(self, mask_token: bool) -> ViTModel:
+        return ViTModel(vit_config(self.recipe.model, self.recipe.data.image), add_pooling_layer=False,
+                        use_mask_token=mask_token)
+
+    def token_mask(self, encoder: nn.Module, batch: dict[str, torch.Tensor], cfg: Any) -> torch.Tensor:
+        """``cfg.mask_ratio`` of each image's patches, uniformly at random."""
+        pixels, num_patches = batch["pixel_values"], encoder.embeddings.patch_embeddings.num_patches
+        noise = random_patch_noise(pixels.shape[0], num_patches, pixels.device)
+        count = int(round(num_patches * cfg.mask_ratio))
+        return noise.argsort(dim=1).argsort(dim=1) < count
+
+    def masked_token_states(self, encoder: nn.Module, batch: dict[str, torch.Tensor],
+                            mask: torch.Tensor) -> torch.Tensor:
+        return encoder(pixel_values=batch["pixel_values"], bool_masked_pos=mask).last_hidden_state[:, 1:]
+
+    def token_states(self, encoder: nn.Module, batch: dict[str, torch.Tensor]
+                     ) -> tuple[tuple[torch.Tensor, ...], None]:
+        states = encoder(pixel_values=batch["pixel_values"], output_hidden_states=True).hidden_states
+        return tuple(h[:, 1:] for h in states[1:]), None
+
+    def token_features(self, encoder: nn.Module, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+        return pool(encoder(pixel_values=batch["pixel_values"]).last_hidden_state, pooling)
+
+    def token_embeddings(self, encoder: nn.Module, batch: dict[str, torch.Tensor]) -> Tokens:
+        """Patch + position embeddings of the whole image; the CLS token is the kept prefix."""
+        embedded = encoder.embeddings(batch["pixel_values"].to(encoder.embeddings.cls_token.dtype))
+        return embedded[:, 1:], None, embedded[:, :1]
+
+    def encode_tokens(self, encoder: nn.Module, x: torch.Tensor, attend: torch.Tensor,
+                      prefix: torch.Tensor | None) -> torch.Tensor:
+        hidden = torch.cat([prefix, x], dim=1)
+        for layer in encoder.layers:
+            hidden = layer(hidden)
+        return encoder.layernorm(hidden)[:, 1:]
+
+    def token_grid(self, length: int) -> tuple[int, ...]:
+        side = int(round(length ** 0.5))
+        return (side, side)

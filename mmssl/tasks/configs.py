@@ -148,7 +148,7 @@ class MLMConfig(TaskConfig):
 class TeacherTargetsConfig(TaskConfig):
     """``task:`` fields data2vec 1.0 and 2.0 share: the EMA teacher and its targets."""
 
-    modality: Literal["vision", "text", "audio"] = "vision"
+    modality: str = "vision"             # a name in MODALITIES whose modality serves masked prediction
     top_k: PositiveInt = 8
     momentum: UnitFloat = 0.999
     final_momentum: UnitFloat = 0.9999
@@ -165,6 +165,7 @@ class Data2VecConfig(TeacherTargetsConfig):
     min_masks: NonNegativeInt = 2            # audio: spans per example at least
 
     def __post_init__(self) -> None:
+        check_modality(self.modality)
         if self.top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {self.top_k}")
         if not 0.0 <= self.momentum <= self.final_momentum <= 1.0:
@@ -190,6 +191,7 @@ class Data2Vec2Config(TeacherTargetsConfig):
     decoder_groups: PositiveInt = 16
 
     def __post_init__(self) -> None:
+        check_modality(self.modality)
         if self.momentum > self.final_momentum:
             raise ValueError("need momentum <= final_momentum")
         if self.decoder_kernel % 2 == 0:

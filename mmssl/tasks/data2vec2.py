@@ -15,9 +15,9 @@ export this task reuses:
   blocks (inverse block masking), for text and audio masked and kept spans alternate;
 - the teacher is the EMA of the student encoder only (the decoder has no teacher copy).
 
-The same code path serves the three backbones: each modality says how to embed an input
-(``tokens``), how to run the encoder's layers on a subset of positions (``encode``) and
-what grid its positions lie on.
+The same code path serves every modality: each says how to embed an input
+(``Modality.token_embeddings``), how to run the encoder's layers on a subset of positions
+(``encode_tokens``) and what grid its positions lie on (``token_grid``).
 """
 
 from __future__ import annotations
@@ -26,17 +26,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers.masking_utils import create_bidirectional_mask
 
 from mmssl.losses.data2vec import data2vec_loss, data2vec_targets
-from mmssl.modalities.audio import valid_frames
 from mmssl.modalities.block_mask import VisibleSet, block_noise, gather_positions, visible_set
 from mmssl.registry import TASKS
 from mmssl.tasks.base import TaskOutput
 from mmssl.tasks.configs import Data2Vec2Config
-from mmssl.tasks.data2vec import Data2VecTask, _Audio, _Text, _Vision
-
-Tokens = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+from mmssl.tasks.data2vec import Data2VecTask
 
 
 class _ConvBlock(nn.Module):
@@ -85,60 +81,6 @@ class ConvDecoder(nn.Module):
         return self.project_out(x.flatten(2).transpose(1, 2))
 
 
-class _VisionVisible(_Vision):
-    """ViT: patch + position embeddings of the whole image, then the CLS token and the kept
-    patches through the transformer layers."""
-
-    use_mask_token = False
-
-    def grid(self, length: int) -> tuple[int, ...]:
-        side = int(round(length ** 0.5))
-        return (side, side)
-
-    def tokens(self, encoder: nn.Module, batch: dict) -> Tokens:
-        embedded = encoder.embeddings(batch["pixel_values"].to(encoder.embeddings.cls_token.dtype))
-        return embedded[:, 1:], None, embedded[:, :1]
-
-    def encode(self, encoder: nn.Module, x: torch.Tensor, attend: torch.Tensor, prefix: torch.Tensor | None) -> Any:
-        hidden = torch.cat([prefix, x], dim=1)
-        for layer in encoder.layers:
-            hidden = layer(hidden)
-        return encoder.layernorm(hidden)[:, 1:]
-
-
-class _TextVisible(_Text):
-    """BERT: token + position embeddings of the whole text, then the kept tokens through the
-    encoder, padding (and slots of shorter examples) left out by the attention mask."""
-
-    masks_in_collator = False
-
-    def grid(self, length: int) -> tuple[int, ...]:
-        return (length,)
-
-    def tokens(self, encoder: nn.Module, batch: dict) -> Tokens:
-        return encoder.embeddings(input_ids=batch["input_ids"]), batch["attention_mask"].bool(), None
-
-    def encode(self, encoder: nn.Module, x: torch.Tensor, attend: torch.Tensor, prefix: torch.Tensor | None) -> Any:
-        mask = create_bidirectional_mask(config=encoder.config, inputs_embeds=x, attention_mask=attend.long())
-        return encoder.encoder(x, attention_mask=mask).last_hidden_state
-
-
-class _AudioVisible(_Audio):
-    """Wav2Vec2: the conv feature encoder and projection on the whole clip, then the kept
-    frames through the transformer (its convolutional positions see only those frames)."""
-
-    def grid(self, length: int) -> tuple[int, ...]:
-        return (length,)
-
-    def tokens(self, encoder: nn.Module, batch: dict) -> Tokens:
-        features = encoder.feature_extractor(batch["input_values"]).transpose(1, 2)
-        hidden, _ = encoder.feature_projection(features)
-        return hidden, valid_frames(encoder, batch["attention_mask"]), None
-
-    def encode(self, encoder: nn.Module, x: torch.Tensor, attend: torch.Tensor, prefix: torch.Tensor | None) -> Any:
-        return encoder.encoder(x, attention_mask=attend).last_hidden_state
-
-
 def repeat_masks(tensor: torch.Tensor | None, times: int) -> torch.Tensor | None:
     """Each example ``times`` times in a row: the layout of the multi-mask batch."""
     return None if tensor is None else tensor.repeat_interleave(times, dim=0)
@@ -148,31 +90,34 @@ def repeat_masks(tensor: torch.Tensor | None, times: int) -> torch.Tensor | None
 class Data2Vec2Task(Data2VecTask):
     """data2vec 2.0: visible-only student, conv decoder, multi-mask, one teacher pass."""
 
-    INPUTS = {"vision": _VisionVisible, "text": _TextVisible, "audio": _AudioVisible}
+    MASK_TOKEN = False  # masked positions are dropped, not replaced
 
     def build_head(self, hidden: int) -> nn.Module:
-        return ConvDecoder(hidden, self.cfg, spatial_dims=2 if self.cfg.modality == "vision" else 1)
+        return ConvDecoder(hidden, self.cfg, spatial_dims=self.modality.token_grid_dims)
 
     def preprocess(self, example: dict[str, Any], train: bool = True) -> dict[str, Any]:
-        return self.inputs.adapter.preprocess(example, train)
+        return self.modality.preprocess(example, train)
+
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self.modality.collate(examples)
 
     def draw_masks(self, n: int, length: int, valid: torch.Tensor | None, device: torch.device) -> VisibleSet:
         """The kept positions of ``n`` rows (examples already repeated ``num_masks`` times)."""
-        noise = block_noise(n, self.inputs.grid(length), self.cfg.mask_block, device)
+        noise = block_noise(n, self.modality.token_grid(length), self.cfg.mask_block, device)
         return visible_set(noise, self.cfg.mask_ratio, valid)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
         cfg, copies = self.cfg, self.cfg.num_masks
         with torch.no_grad():
-            states, valid = self.inputs.teacher(self.teacher, batch)
+            states, valid = self.modality.token_states(self.teacher, batch)
             targets = data2vec_targets(states, cfg.top_k, "instance", valid)
-        tokens, valid, prefix = self.inputs.tokens(self.encoder, batch)
+        tokens, valid, prefix = self.modality.token_embeddings(self.encoder, batch)
         n, length = tokens.shape[:2]
         valid = repeat_masks(valid, copies)
         kept = self.draw_masks(n * copies, length, valid, tokens.device)
         visible = gather_positions(repeat_masks(tokens, copies), kept.index)
-        hidden = self.inputs.encode(self.encoder, visible, kept.attend, repeat_masks(prefix, copies))
-        prediction = self.regression_head(hidden, kept, self.inputs.grid(length), valid)
+        hidden = self.modality.encode_tokens(self.encoder, visible, kept.attend, repeat_masks(prefix, copies))
+        prediction = self.regression_head(hidden, kept, self.modality.token_grid(length), valid)
         masked = ~kept.visible if valid is None else ~kept.visible & valid
         if not bool(masked.any()):  # every example too short to mask: a zero loss keeps the graph
             return TaskOutput(prediction.sum() * 0.0, {"masked_fraction": masked.float().mean()})
