@@ -8,6 +8,10 @@ steps, seed and optimizer (AdamW, warmup + cosine, clipping). mmssl runs
 and the common random init are scored with mmssl.eval's kNN and linear probe on the same
 features of a seeded CIFAR-10 subset. Images/s is timed from step ``--warmup`` to the end.
 
+``--recipe recipes/simclr_resnet_cifar10.yaml`` puts its transformers ``ResNetModel`` on both
+sides instead (pooled as mmssl pools it); a probe on the raw pixels of the same subset is scored
+in the same run as the floor both encoders must clear.
+
 Run from the repository root (the recipe reads ../shared/data); needs ``pip install -e .[bench]``:
 
     python bench/simclr_vs_lightly.py --steps 300 --batch-size 64 --threads 1
@@ -32,17 +36,18 @@ import numpy as np
 import torch
 import transformers
 from torch import nn
-from transformers import ViTModel
+from transformers import PreTrainedModel
 
 from mmssl.augment.vision import ViewConfig, view_transform
+from mmssl.backbones.base import Backbone, get_backbone
 from mmssl.data.sources import load_data
-from mmssl.eval.features import extract_features
+from mmssl.eval.features import Features, extract_features
 from mmssl.eval.knn import knn_classify
 from mmssl.eval.linear import linear_probe
+from mmssl.eval.raw import raw_input_features
 from mmssl.eval.runner import random_init_task
 from mmssl.eval.subsets import train_val_split
 from mmssl.losses.nt_xent import nt_xent_loss
-from mmssl.modalities.vision import vit_config
 from mmssl.recipe import EvalConfig, Recipe, load_recipe
 from mmssl.tasks.base import build_task
 from mmssl.train.loop import pretrain
@@ -107,20 +112,20 @@ def bench_overrides(args: argparse.Namespace, out: str) -> list[str]:
     return [f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
             f"train.warmup_steps={args.lr_warmup}", f"train.log_every={args.warmup}",
             f"train.save_every={args.steps}", "train.progress=false", 'train.precision="no"',
-            f"data.num_workers={args.workers}", f"seed={args.seed}", f"output_dir={out}"]
+            f"data.num_workers={args.workers}", f"seed={args.seed}", f"output_dir={out}", *args.set]
 
 
 class SimCLR(nn.Module):
-    """lightly's SimCLR model from its examples, with mmssl's ViT backbone and pooling."""
+    """lightly's SimCLR model from its examples, with mmssl's backbone and pooling."""
 
-    def __init__(self, backbone: ViTModel, pooling: str, hidden_dim: int, out_dim: int) -> None:
+    def __init__(self, backbone: PreTrainedModel, kind: Backbone, pooling: str, hidden_dim: int,
+                 out_dim: int) -> None:
         super().__init__()
-        self.backbone, self.pooling = backbone, pooling
-        self.projection_head = SimCLRProjectionHead(backbone.config.hidden_size, hidden_dim, out_dim)
+        self.backbone, self.kind, self.pooling = backbone, kind, pooling
+        self.projection_head = SimCLRProjectionHead(kind.hidden_size(backbone), hidden_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(pixel_values=x).last_hidden_state
-        features = hidden[:, 0] if self.pooling == "cls" else hidden[:, 1:].mean(dim=1)
+        features = self.kind.pooled(self.backbone, {"pixel_values": x}, self.pooling)
         return self.projection_head(features)
 
 
@@ -139,9 +144,13 @@ class ParquetImages(torch.utils.data.Dataset):
         return self.transform(row["image"].convert("RGB")), row["label"]
 
 
-def new_backbone(recipe: Recipe) -> ViTModel:
-    """The ViT encoder ``task: simclr`` builds, drawn from the seed as mmssl draws it."""
-    return ViTModel(vit_config(recipe.model, recipe.data.image), add_pooling_layer=False)
+def backbone_kind(recipe: Recipe) -> Backbone:
+    return get_backbone(recipe.model.backbone, recipe.task.modality)
+
+
+def new_backbone(recipe: Recipe) -> PreTrainedModel:
+    """The encoder ``task: simclr`` builds, drawn from the seed as mmssl draws it."""
+    return backbone_kind(recipe).build(recipe.model, recipe.data)
 
 
 def mmssl_images_per_s(run_dir: Path, warmup: int, batch_size: int) -> float:
@@ -162,7 +171,7 @@ def run_mmssl(recipe: Recipe, args: argparse.Namespace) -> dict[str, Any]:
             "wall_s": wall, "cpu_s": cpu, "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"]}
 
 
-def run_lightly(recipe: Recipe, args: argparse.Namespace) -> tuple[dict[str, Any], ViTModel]:
+def run_lightly(recipe: Recipe, args: argparse.Namespace) -> tuple[dict[str, Any], PreTrainedModel]:
     """lightly's examples/pytorch/simclr.py loop with the recipe's settings."""
     cpu, wall = time.process_time(), time.perf_counter()
     torch.manual_seed(args.seed)
@@ -170,8 +179,8 @@ def run_lightly(recipe: Recipe, args: argparse.Namespace) -> tuple[dict[str, Any
     random.seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task, train = recipe.task, recipe.train
-    model = SimCLR(new_backbone(recipe), task.pooling, task.projection_hidden_dim,
-                   task.projection_dim).to(device)
+    model = SimCLR(new_backbone(recipe), backbone_kind(recipe), task.pooling,
+                   task.projection_hidden_dim, task.projection_dim).to(device)
     image = recipe.data.image
     transform = SimCLRTransform(**lightly_transform_kwargs(simclr_view(recipe), image.channels,
                                                            image.mean, image.std))
@@ -181,9 +190,10 @@ def run_lightly(recipe: Recipe, args: argparse.Namespace) -> tuple[dict[str, Any
                                          generator=torch.Generator().manual_seed(args.seed))
     criterion = NTXentLoss(temperature=task.temperature)
     decay, no_decay = get_weight_decay_parameters([model])
-    # mmssl also keeps the CLS token and the position table out of weight decay
-    embeddings = model.backbone.embeddings
-    tokens = {id(embeddings.cls_token), id(embeddings.position_embeddings)}
+    # mmssl also keeps a ViT's CLS token and position table out of weight decay
+    embeddings = getattr(model.backbone, "embeddings", None)
+    tokens = {id(getattr(embeddings, name)) for name in ("cls_token", "position_embeddings")
+              if hasattr(embeddings, name)}
     no_decay += [p for p in decay if id(p) in tokens]
     decay = [p for p in decay if id(p) not in tokens]
     optimizer = torch.optim.AdamW(
@@ -247,9 +257,20 @@ def eval_splits(recipe: Recipe, args: argparse.Namespace, required: tuple[str, .
 
 def score(task: Any, data: dict[str, Any], pooling: str, seed: int) -> dict[str, float]:
     """Weighted kNN and linear probe (mmssl.eval, its default settings) on one encoder."""
+    batch_size = EvalConfig().batch_size
+    train = extract_features(task, data["train"], "label", pooling, batch_size)
+    test = extract_features(task, data["test"], "label", pooling, batch_size)
+    return score_features(train, test, data, seed)
+
+
+def score_pixels(recipe: Recipe, data: dict[str, Any], seed: int) -> dict[str, float]:
+    """The same probes on the raw pixels (``mmssl.eval.raw``): the floor an encoder must clear."""
+    train, test = raw_input_features("vision", "image", recipe.data, data["train"], data["test"], "label")
+    return score_features(train, test, data, seed)
+
+
+def score_features(train: Features, test: Features, data: dict[str, Any], seed: int) -> dict[str, float]:
     cfg = EvalConfig()
-    train = extract_features(task, data["train"], "label", pooling, cfg.batch_size)
-    test = extract_features(task, data["test"], "label", pooling, cfg.batch_size)
     x, y = train.rows(data["fit"])
     knn = knn_classify(x, y, test.x, test.y, 10, cfg.knn_k, cfg.knn_temperature)
     probe = linear_probe((x, y), train.rows(data["val"]), (test.x, test.y), 10, cfg.linear_lrs,
@@ -261,8 +282,11 @@ def load_average() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", type=Path, default=RECIPE, help="a task: simclr image recipe")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a further recipe override for both sides, e.g. task.temperature=0.5")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20, help="steps left out of the timing")
     parser.add_argument("--lr-warmup", type=int, default=30, help="learning-rate warmup steps")
@@ -274,14 +298,14 @@ def main() -> None:
     parser.add_argument("--max-test", type=int, default=1000)
     parser.add_argument("--first", choices=["mmssl", "lightly"], default="mmssl")
     parser.add_argument("--out", type=Path, help="also write the results here as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.steps <= args.warmup:
         parser.error(f"--steps ({args.steps}) must exceed --warmup ({args.warmup})")
     if args.threads:
         torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        recipe = load_recipe(RECIPE, bench_overrides(args, tmp))
+        recipe = load_recipe(args.recipe, bench_overrides(args, tmp))
         image = recipe.data.image
         kwargs = lightly_transform_kwargs(simclr_view(recipe), image.channels, image.mean, image.std)
         print(f"machine: {platform.machine()} {platform.processor() or 'cpu'}, {os.cpu_count()} cores, "
@@ -315,25 +339,30 @@ def main() -> None:
         peer = build_task(recipe)
         peer.encoder.load_state_dict(lightly_backbone.state_dict())
         models = {"mmssl": trained.eval(), "lightly": peer.eval(), "random_init": random_init_task(recipe)}
-        for pooling in ("cls", "mean"):
+        # a ConvNet pools cls and mean alike (the global average): score it once
+        poolings = ("cls", "mean") if backbone_kind(recipe).name == "vit" else (recipe.task.pooling,)
+        for pooling in poolings:
             for name, task in models.items():
                 scores = score(task, data, pooling, args.seed)
                 results.setdefault(name, {})[pooling] = scores
                 print(f"[{name}] {pooling} pooling: {json.dumps(scores)}", flush=True)
+        results["pixels"] = score_pixels(recipe, data, args.seed)
+        print(f"[pixels] {json.dumps(results['pixels'])}", flush=True)
     print(f"end: {load_average()}")
     print(f"steps {args.steps} x batch {args.batch_size}, timed after step {args.warmup}, "
           f"{args.workers} workers; eval on {len(data['fit'])} train / {len(data['val'])} val / "
           f"{len(data['test'])} test")
-    print("| | mmssl | lightly | random init |")
-    print("| --- | --- | --- | --- |")
+    print(f"recipe {args.recipe}")
+    print("| | mmssl | lightly | random init | pixels |")
+    print("| --- | --- | --- | --- | --- |")
     for key in ("images_per_s", "cpu_s", "wall_s", "first_loss", "last_loss"):
-        print(f"| {key} | {results['mmssl'][key]:.2f} | {results['lightly'][key]:.2f} | |")
-    for pooling in ("cls", "mean"):
+        print(f"| {key} | {results['mmssl'][key]:.2f} | {results['lightly'][key]:.2f} | | |")
+    for pooling in poolings:
         for metric in ("knn_top1", "linear_top1"):
             cells = " | ".join(f"{results[m][pooling][metric]:.3f}" for m in models)
-            print(f"| {metric} ({pooling}) | {cells} |")
+            print(f"| {metric} ({pooling}) | {cells} | {results['pixels'][metric]:.3f} |")
     if args.out:
-        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, **results}, indent=2))
+        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out), "recipe": str(args.recipe)}, **results}, indent=2))
 
 
 if __name__ == "__main__":
