@@ -6,12 +6,19 @@ registers it, a one-line help and, for tasks, the torch-free config class. ``mms
 and recipe validation read only the index, so they never import torch; ``get`` imports the
 entry's module on first use, whose decorator (``@TASKS.register(...)``) fills in the object.
 A test checks that the index and the registrations agree, so the two cannot drift.
+
+Installed packages extend the registries through the ``mmssl.plugins`` entry-point group:
+each entry point names a module that registers its tasks, backbones or modalities by
+decorator. Plugins are imported once, the first time a name is not found or a registry is
+listed, so ``mmssl --help`` and recipes that use only built-in names never import them.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +53,39 @@ class Declared:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
+PLUGIN_GROUP = "mmssl.plugins"
+
+
+@dataclass
+class Plugins:
+    """What the ``mmssl.plugins`` entry points gave: imported once, failures kept as one line each."""
+
+    loaded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    scanned: bool = False
+
+
+PLUGINS = Plugins()
+
+
+def load_plugins() -> Plugins:
+    """Import every installed ``mmssl.plugins`` entry point, once. A plugin that fails to
+    import is skipped with a one-line warning, so one broken package cannot stop every run."""
+    if PLUGINS.scanned:
+        return PLUGINS
+    PLUGINS.scanned = True
+    for point in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            point.load()
+        except Exception as exc:  # a plugin's own bug: reported, not raised
+            PLUGINS.failed[point.name] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"mmssl plugin {point.name!r} ({point.value}) skipped: "
+                          f"{PLUGINS.failed[point.name]}", stacklevel=2)
+        else:
+            PLUGINS.loaded.append(point.name)
+    return PLUGINS
+
+
 def _resolve(target: str) -> Any:
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
@@ -54,9 +94,12 @@ def _resolve(target: str) -> Any:
 class Registry:
     """A name -> object map with a decorator to fill it, a lazy index and helpful misses."""
 
-    def __init__(self, kind: str, plural: str | None = None) -> None:
+    def __init__(self, kind: str, plural: str | None = None, facts: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.plural = plural or f"{kind}s"
+        #: the attributes of a registered object that stand for its index facts when it has
+        #: no index line (a plugin's or a test's entry)
+        self.facts = facts
         self._entries: dict[str, Entry] = {}
         self._index: dict[str, Declared] = {}
 
@@ -90,23 +133,33 @@ class Registry:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return RegistryError(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(names) or 'none'})")
 
+    def _known(self, name: str) -> bool:
+        """Whether the index or a registration has ``name``; plugins are loaded before saying no."""
+        if name in self._index or name in self._entries:
+            return True
+        load_plugins()
+        return name in self._entries
+
     def get(self, name: str) -> Entry:
         """The registered entry, importing its module first if only the index knows it."""
+        if not self._known(name):
+            raise self._unknown(name)
         if name not in self._entries and name in self._index:
             importlib.import_module(self._index[name].module)
             if name not in self._entries:
                 raise RuntimeError(f"{self._index[name].module} did not register {self.kind} {name!r}")
-        if name not in self._entries:
-            raise self._unknown(name)
         return self._entries[name]
 
     def describe(self, name: str) -> Declared:
-        """The index line of ``name`` (or of a registered, undeclared entry), without imports."""
+        """The index line of ``name`` (or of a registered, undeclared entry), without imports
+        (but a plugin's, when only a plugin has it)."""
+        self._known(name)
         if name in self._index:
             return self._index[name]
         if name in self._entries:
             entry = self._entries[name]
-            return Declared(name, getattr(entry.obj, "__module__", ""), entry.help)
+            facts = {key: getattr(entry.obj, key) for key in self.facts}
+            return Declared(name, getattr(entry.obj, "__module__", ""), entry.help, facts=facts)
         raise self._unknown(name)
 
     def config_class(self, name: str) -> type | None:
@@ -117,12 +170,14 @@ class Registry:
         return self.get(name).config
 
     def __contains__(self, name: object) -> bool:
-        return name in self._index or name in self._entries
+        return isinstance(name, str) and self._known(name)
 
     def __iter__(self) -> Iterator[Declared]:
         return (self.describe(name) for name in self.names())
 
     def names(self) -> list[str]:
+        """Every name: the index, what is registered, and what the plugins register."""
+        load_plugins()
         return sorted({*self._index, *self._entries})
 
     def registered(self) -> dict[str, Entry]:
@@ -131,7 +186,7 @@ class Registry:
 
 
 TASKS = Registry("task")
-BACKBONES = Registry("backbone")
+BACKBONES = Registry("backbone", facts=("modality", "tasks"))
 DATA_SOURCES = Registry("data source")
 HEADS = Registry("head")
 MODALITIES = Registry("modality", "modalities")

@@ -1,4 +1,5 @@
-"""``mmssl list [KIND]``: what the registries hold (read from their index, so no torch import)."""
+"""``mmssl list [KIND]``: what the registries hold: their index (no torch import) and what
+installed plugins (``mmssl.plugins`` entry points) register."""
 
 from __future__ import annotations
 
