@@ -14,10 +14,14 @@ counted. Probe accuracy (weighted kNN and a linear probe on frozen mean-pooled f
 measured at log-spaced points of each method's training time (the probes' own time is not
 counted) on a validation split carved from the *train* split; the test split is never read.
 Reported: the curves (one PNG), a Markdown table, and the speed-up of each method to reach
-the baseline's (MAE, wav2vec 2.0, MLM) final accuracy. Run from the repository root:
+the baseline's (MAE, wav2vec 2.0, MLM) final accuracy: the probe time at which the baseline
+itself first reached that accuracy over the time at which the method first did (a baseline
+whose curve is flat at the end does not count its last points). Run from the repository root:
 
     OMP_NUM_THREADS=1 python bench/time_to_accuracy.py --seconds 300 --out bench/out/tta
     OMP_NUM_THREADS=1 python bench/time_to_accuracy.py --modality audio --seconds 120 --points 4
+
+``--render DIR`` writes the table and the plot again from ``DIR/results.json`` without training.
 
 Splits of the train rows, after one fixed shuffle (fractions of the rows; CIFAR-10's 10,000
 and AG News' 10,001: pretraining 0-85% without labels, probe training 0-20%, probe
@@ -340,7 +344,8 @@ def speedups(results: list[dict], baseline: str) -> list[dict]:
     base = next(r for r in results if r["method"] == baseline)
     out = []
     for metric in ("knn", "linear"):
-        target, base_time = base["curve"][-1][metric], base["curve"][-1]["seconds"]
+        target = base["curve"][-1][metric]
+        base_time = time_to_reach(base["curve"], metric, target)
         for r in results:
             reached = time_to_reach(r["curve"], metric, target)
             out.append({"metric": metric, "method": r["method"], "baseline_final": target, "seconds": reached,
@@ -400,6 +405,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", help="default: all of the modality's")
     parser.add_argument("--limit", type=int, help="use only this many (shuffled) train rows (smoke tests)")
     parser.add_argument("--out", type=Path, help="default: bench/out/time_to_accuracy[_<modality>]")
+    parser.add_argument("--render", type=Path, metavar="DIR",
+                        help="no training: the table and plot from DIR/results.json (of the same --modality)")
     args = parser.parse_args(argv)
     modality = MODALITIES[args.modality](args.preset)
     unknown = sorted(set(args.methods or ()) - set(modality.methods))
@@ -408,7 +415,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.methods = args.methods or list(modality.methods)
     args.batch_size = args.batch_size or modality.batch_size
     suffix = "" if args.modality == "image" else f"_{args.modality}"
-    args.out = args.out or Path(f"bench/out/time_to_accuracy{suffix}")
+    args.out = args.out or args.render or Path(f"bench/out/time_to_accuracy{suffix}")
     args.png = args.out / f"time_to_accuracy{suffix}.png"
     args.bench = modality
     return args
@@ -418,13 +425,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     modality: Modality = args.bench
     args.out.mkdir(parents=True, exist_ok=True)
-    modality.prepare(args)
-    results = [run_method(name, args, modality) for name in args.methods]
-    gains = speedups(results, modality.baseline) if modality.baseline in args.methods else []
-    header = (f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-              f"load avg {os.getloadavg()[0]:.1f}; torch {torch.__version__}, transformers {transformers.__version__}")
+    if args.render:
+        saved = json.loads((args.render / "results.json").read_text())
+        results, settings = saved["results"], saved["args"]
+        header = f"rendered from {args.render / 'results.json'}"
+    else:
+        modality.prepare(args)
+        results = [run_method(name, args, modality) for name in args.methods]
+        settings = {k: str(v) for k, v in vars(args).items() if k != "bench"}
+        header = (f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads "
+                  f"{torch.get_num_threads()}, load avg {os.getloadavg()[0]:.1f}; torch {torch.__version__}, "
+                  f"transformers {transformers.__version__}")
+    methods = [r["method"] for r in results]
+    gains = speedups(results, modality.baseline) if modality.baseline in methods else []
     table = markdown(results, gains, modality)
-    settings = {k: str(v) for k, v in vars(args).items() if k != "bench"}
     (args.out / "results.json").write_text(json.dumps({"args": settings, "results": results, "speedups": gains},
                                                       indent=2))
     (args.out / "table.md").write_text(header + "\n\n" + table + "\n")

@@ -54,3 +54,34 @@ def test_unknown_method_for_a_modality_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--modality", "audio", "--methods", "MAE"])
     assert "not audio methods" in capsys.readouterr().err
+
+
+def _curve(points):
+    return [{"seconds": s, "knn": a, "linear": a} for s, a in points]
+
+
+FLAT_END = [  # the baseline reaches its final accuracy at 20 s and stays there
+    {"method": "MAE", "steps": 40, "examples_per_s": 1.0,
+     "curve": _curve([(0, 0.1), (10, 0.3), (20, 0.5), (40, 0.5)])},
+    {"method": "data2vec 2.0", "steps": 40, "examples_per_s": 1.0,
+     "curve": _curve([(0, 0.1), (10, 0.5), (20, 0.6), (40, 0.7)])},
+]
+
+
+def test_speed_up_is_against_the_baselines_own_first_arrival():
+    gains = {(g["metric"], g["method"]): g for g in load_bench().speedups(FLAT_END, "MAE")}
+    assert gains["knn", "MAE"]["seconds"] == 20 and gains["knn", "MAE"]["speedup"] == 1.0
+    assert gains["linear", "data2vec 2.0"]["seconds"] == 10 and gains["linear", "data2vec 2.0"]["speedup"] == 2.0
+
+
+def test_render_rewrites_table_and_plot_from_saved_results(tmp_path):
+    bench = load_bench()
+    (tmp_path / "results.json").write_text(json.dumps({"args": {"seconds": "40"}, "results": FLAT_END,
+                                                       "speedups": []}))
+    bench.main(["--render", str(tmp_path)])
+    table = (tmp_path / "table.md").read_text()
+    assert "| linear (50.0%) | data2vec 2.0 | 10 s | 2.0x |" in table
+    assert "| knn (50.0%) | MAE | 20 s | 1.0x |" in table
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["args"] == {"seconds": "40"} and saved["results"] == FLAT_END
+    assert (tmp_path / "time_to_accuracy.png").stat().st_size > 0
