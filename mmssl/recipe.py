@@ -217,6 +217,8 @@ class EvalConfig:
     linear_epochs: PositiveInt = 100
     batch_size: PositiveInt = 256
     finetune_epochs: PositiveInt = 3
+    # more epochs where needed so that fine-tuning takes at least this many steps (few labels)
+    finetune_min_steps: NonNegativeInt = 0
     finetune_batch_size: PositiveInt = 32
     finetune_lr: PositiveFloat = 1e-3
     finetune_backbone_lr_scale: NonNegativeFloat = 0.1

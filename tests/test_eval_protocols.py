@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmssl.eval.finetune import finetune
+from mmssl.eval.finetune import finetune, finetune_epoch_count
 from mmssl.eval.knn import knn_classify, knn_scores
 from mmssl.eval.linear import linear_probe
 from mmssl.eval.subsets import label_subsets, train_val_split
@@ -164,3 +164,28 @@ def test_finetune_trains_the_backbone_at_a_lower_rate(toy_task, monkeypatch):
     cfg = EvalConfig(finetune_epochs=1, finetune_lr=1e-2, finetune_backbone_lr_scale=0.1)
     finetune(toy_task, toy_split(0, 10), toy_split(1, 5), "label", 3, cfg)
     assert seen["lrs"] == pytest.approx([1e-3, 1e-2])
+
+
+@pytest.mark.parametrize("epochs, min_steps, batches, expected", [
+    (3, 0, 1, 3),      # the default: epochs only
+    (3, 200, 1, 200),  # 1% of the labels fits one batch: 200 epochs of one step
+    (3, 200, 8, 25),
+    (3, 200, 100, 3),  # enough steps already
+])
+def test_finetune_epoch_count_reaches_the_minimum_steps(epochs, min_steps, batches, expected):
+    cfg = EvalConfig(finetune_epochs=epochs, finetune_min_steps=min_steps)
+    assert finetune_epoch_count(cfg, batches) == expected
+
+
+def test_finetune_takes_at_least_the_minimum_steps(toy_task, monkeypatch):
+    steps = []
+    real = torch.optim.AdamW.step
+
+    def counted(self, *args, **kwargs):
+        steps.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", counted)
+    cfg = EvalConfig(finetune_epochs=1, finetune_batch_size=16, finetune_min_steps=7)
+    finetune(toy_task, toy_split(0, 20), toy_split(1, 5), "label", 3, cfg)  # 2 batches per epoch
+    assert len(steps) == 8

@@ -9,6 +9,7 @@ weights stay as they were.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -28,6 +29,13 @@ def _feature_dim(task: PretextTask, loader: Any, pooling: str, device: torch.dev
             if batch is not None:
                 return task.embed(to_device(batch, device), pooling).shape[1]
     raise ValueError("fine-tune: no usable training examples")
+
+
+def finetune_epoch_count(cfg: EvalConfig, batches_per_epoch: int) -> int:
+    """``finetune_epochs``, or more so that at least ``finetune_min_steps`` steps are taken:
+    with 1% of the labels, three epochs are a handful of steps, too few for the
+    from-scratch baseline (or a pretrained backbone) to learn anything."""
+    return max(cfg.finetune_epochs, math.ceil(cfg.finetune_min_steps / max(1, batches_per_epoch)))
 
 
 def finetune(
@@ -58,14 +66,15 @@ def finetune(
         ],
         weight_decay=0.05,
     )
-    total = max(1, cfg.finetune_epochs * len(train_loader))
+    epochs = finetune_epoch_count(cfg, len(train_loader))
+    total = max(1, epochs * len(train_loader))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     head.train()
     params = backbone_params + list(head.parameters())
     with progress_bar(total=total, desc=desc) as bar:
-        for _ in range(cfg.finetune_epochs):
+        for _ in range(epochs):
             for batch, labels, _ in train_loader:
                 bar.update()
                 if batch is None:
