@@ -229,6 +229,9 @@ class EvalConfig:
     monitor_examples: Annotated[int, Range(10)] = 1000
 
     def __post_init__(self) -> None:
+        if not self.protocols:
+            raise ValueError("protocols is empty: name at least one of linear, knn, finetune, alignment, "
+                             "or leave out the eval section to skip evaluation")
         bad = [f for f in self.label_fractions if not 0.0 < f <= 1.0]
         if bad:
             raise ValueError(f"label_fractions must be in (0, 1], got {bad}")

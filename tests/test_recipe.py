@@ -151,3 +151,9 @@ def test_every_shipped_recipe_validates():
     assert recipes, "no recipes shipped"
     for path in recipes:
         load_recipe(path)
+
+
+def test_an_empty_eval_protocol_list_is_a_recipe_error():
+    """It used to pass validation and end the run in a KeyError while writing the report."""
+    with pytest.raises(RecipeError, match=r"^eval: protocols is empty: name at least one of linear, knn, finetune, alignment, or leave out"):
+        recipe_from_dict({"task": {"name": "mae"}, "data": {}, "eval": {"protocols": []}})
