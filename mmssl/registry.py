@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import inspect
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -116,7 +117,9 @@ class Registry:
             if name in self._entries and self._entries[name].obj is not obj:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             declared = self._index.get(name)
-            first_line = (obj.__doc__ or "").strip().split("\n")[0]
+            # a class's or function's own docstring; an instance's would be its class's
+            doc = obj.__doc__ if inspect.isclass(obj) or inspect.isroutine(obj) else None
+            first_line = (doc or "").strip().split("\n")[0]
             text = help or (declared.help if declared else first_line)
             self._entries[name] = Entry(name, obj, config, text)
             return obj

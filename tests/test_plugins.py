@@ -32,7 +32,8 @@ from mmssl.backbones.vit import VIT
 from mmssl.modalities.base import register as register_modality
 from mmssl.modalities.vision import VisionModality
 
-register(dataclasses.replace(VIT, name="gray_vit", modality="gray", tasks=("simclr",)), __name__)
+register(dataclasses.replace(VIT, name="gray_vit", modality="gray", tasks=("simclr",)), __name__,
+         help="ViT on one grey channel.")
 
 
 @register_modality
@@ -99,6 +100,8 @@ def test_a_recipe_uses_an_installed_plugins_modality_and_backbone(fresh_plugins,
     capsys.readouterr()
     assert main(["list", "modalities"]) == 0
     assert "  gray             Images read as one grey channel." in capsys.readouterr().out
+    assert main(["list", "backbones"]) == 0
+    assert "  gray_vit         ViT on one grey channel. [tasks: simclr]" in capsys.readouterr().out
 
 
 def test_a_broken_plugin_is_a_warning_and_a_counted_skip(fresh_plugins, tmp_path, monkeypatch):

@@ -74,12 +74,13 @@ class Backbone:
                              f"{' or '.join(map(repr, self.poolings))}")
 
 
-def register(backbone: Backbone, module: str) -> Backbone:
+def register(backbone: Backbone, module: str, help: str = "") -> Backbone:
     """Add ``backbone``, defined in ``module`` (where the registry's index says it lives), to
     ``BACKBONES``; its help line and, for recipe validation, its modality and tasks are in
-    that index (``mmssl.registry``), which a test keeps equal to these."""
+    that index (``mmssl.registry``), which a test keeps equal to these. A plugin's backbone,
+    which has no index line, gives its ``mmssl list`` line as ``help``."""
     object.__setattr__(backbone, "__module__", module)
-    BACKBONES.register(backbone.name)(backbone)
+    BACKBONES.register(backbone.name, help=help)(backbone)
     return backbone
 
 
