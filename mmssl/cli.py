@@ -12,6 +12,8 @@ import importlib
 import os
 import pkgutil
 import sys
+import warnings
+from pathlib import Path
 
 import mmssl
 import mmssl.commands
@@ -42,6 +44,19 @@ USER_ERRORS = (
 )
 
 
+_PACKAGE = str(Path(mmssl.__file__).parent)
+_PYTHON_FORMAT = warnings.formatwarning
+
+
+def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   line: str | None = None) -> str:
+    """mmssl's own warnings (settings that do not do what they say, skipped plugins) read as
+    one line, as its errors do; other packages' keep Python's format with their source line."""
+    if str(filename).startswith(_PACKAGE):
+        return f"mmssl: warning: {message}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmssl", description="Self-supervised pretraining for images, text and audio."
@@ -57,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = format_warning
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # KEY=VALUE overrides may also come after options (``--resume CKPT train.lr=1e-4``)

@@ -80,7 +80,7 @@ def load_plugins() -> Plugins:
             point.load()
         except Exception as exc:  # a plugin's own bug: reported, not raised
             PLUGINS.failed[point.name] = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"mmssl plugin {point.name!r} ({point.value}) skipped: "
+            warnings.warn(f"plugin {point.name!r} ({point.value}) skipped: "
                           f"{PLUGINS.failed[point.name]}", stacklevel=2)
         else:
             PLUGINS.loaded.append(point.name)

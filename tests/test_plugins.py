@@ -106,7 +106,7 @@ def test_a_recipe_uses_an_installed_plugins_modality_and_backbone(fresh_plugins,
 
 def test_a_broken_plugin_is_a_warning_and_a_counted_skip(fresh_plugins, tmp_path, monkeypatch):
     _install(tmp_path, "broken_plugin", "raise ImportError('needs scipy>=9')\n", monkeypatch)
-    with pytest.warns(UserWarning, match=r"mmssl plugin 'broken_plugin' \(broken_plugin\) skipped: "
+    with pytest.warns(UserWarning, match=r"^plugin 'broken_plugin' \(broken_plugin\) skipped: "
                                          r"ImportError: needs scipy>=9"):
         names = MODALITIES.names()
     assert names == ["audio", "text", "vision"]
@@ -121,3 +121,13 @@ def test_built_in_names_never_load_plugins(fresh_plugins, tmp_path, monkeypatch)
     assert BACKBONES.describe("vit").facts["modality"] == "vision"
     assert not registry.PLUGINS.scanned and "gray_plugin" not in sys.modules
     assert "gray" in MODALITIES and registry.PLUGINS.loaded == ["gray_plugin"]
+
+
+def test_the_cli_prints_mmssls_warnings_as_one_line():
+    from mmssl import cli
+
+    message = UserWarning("plugin 'x' (x) skipped: ImportError: no")
+    assert cli.format_warning(message, UserWarning, registry.__file__, 183, "load_plugins()") == (
+        "mmssl: warning: plugin 'x' (x) skipped: ImportError: no\n")
+    other = cli.format_warning(message, UserWarning, "/site-packages/other/mod.py", 7, "f()")
+    assert other.startswith("/site-packages/other/mod.py:7: UserWarning: plugin 'x'")
